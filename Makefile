@@ -1,0 +1,22 @@
+# stampede: a query-result cache that runs each key's query at most once.
+EXTENSION    = stampede
+EXTVERSION   = 0.1
+MODULE_big   = stampede
+OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/store_local.o \
+               src/query.o src/flight.o src/cache.o
+DATA         = sql/stampede--$(EXTVERSION).sql
+PGFILEDESC   = "stampede - query-result cache with single flight"
+
+REGRESS      = setup basic typed_jsonb bad_input types security store stats
+REGRESS_OPTS = --inputdir=. --load-extension=stampede
+ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill
+ISOLATION_OPTS = --inputdir=test/isolation --load-extension=stampede
+
+HIREDIS_CFLAGS := $(shell pkg-config --cflags hiredis 2>/dev/null)
+HIREDIS_LIBS   := $(shell pkg-config --libs hiredis 2>/dev/null)
+PG_CPPFLAGS  = -I$(srcdir)/src $(HIREDIS_CFLAGS)
+SHLIB_LINK   = $(HIREDIS_LIBS)
+
+PG_CONFIG   ?= pg_config
+PGXS        := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

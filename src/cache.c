@@ -1,0 +1,218 @@
+/*-------------------------------------------------------------------------
+ *
+ * cache.c
+ *	  The SQL-callable entry points: check the arguments, say what row type
+ *	  the caller wants and where the rows go, and hand over to single flight.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+
+#include "flight.h"
+#include "guc.h"
+#include "query.h"
+#include "store_local.h"
+
+#define STAMPEDE_MAX_KEY_BYTES 1024
+
+/* Calls need the shared memory that only shared_preload_libraries gives. */
+static void
+require_shared_memory(void)
+{
+	if (!StampedeStoreAvailable())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stampede is not loaded through shared_preload_libraries"),
+				 errdetail("Its store and single-flight table live in shared memory, which is set up at server start."),
+				 errhint("Add stampede to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+static void
+require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+{
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stampede %s must not be null", name)));
+}
+
+static text *
+checked_key(FunctionCallInfo fcinfo)
+{
+	text	   *key;
+	int			keylen;
+
+	require_arg(fcinfo, 0, "key");
+	key = PG_GETARG_TEXT_PP(0);
+	keylen = VARSIZE_ANY_EXHDR(key);
+	if (keylen == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stampede key must not be empty")));
+	if (keylen > STAMPEDE_MAX_KEY_BYTES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("stampede key is too long"),
+				 errdetail("The key is %d bytes; at most %d are allowed.",
+						   keylen, STAMPEDE_MAX_KEY_BYTES)));
+	return key;
+}
+
+/* The ttl in milliseconds, months counted as 30 days as in date arithmetic. */
+static int64
+checked_ttl_ms(FunctionCallInfo fcinfo)
+{
+	Interval   *ttl;
+	double		ms;
+
+	require_arg(fcinfo, 2, "ttl");
+	ttl = PG_GETARG_INTERVAL_P(2);
+	ms = (double) ttl->time / 1000.0 +
+		((double) ttl->day + (double) ttl->month * DAYS_PER_MONTH) * SECS_PER_DAY * 1000.0;
+	if (ms <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stampede ttl must be positive"),
+				 errdetail("The ttl given is %s.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(ttl))))));
+	if (ms < stampede_lock_timeout_ms)
+		ereport(WARNING,
+				(errmsg("stampede ttl is shorter than stampede.lock_timeout (%d ms)",
+						stampede_lock_timeout_ms),
+				 errhint("An entry that expires before a stuck lock would be given up keeps callers waiting for nothing; use a ttl longer than stampede.lock_timeout.")));
+	return ms >= (double) PG_INT64_MAX ? PG_INT64_MAX : (int64) ms;
+}
+
+/* Fill req from the common (key, query, ttl) arguments. */
+static void
+prepare_request(FunctionCallInfo fcinfo, StampedeRequest *req, StampedeKind kind)
+{
+	text	   *key = checked_key(fcinfo);
+
+	require_arg(fcinfo, 1, "query");
+	memset(req, 0, sizeof(*req));
+	req->key = text_to_cstring(key);
+	req->keylen = strlen(req->key);
+	req->query = StampedeCheckQuery(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	req->ttl_ms = checked_ttl_ms(fcinfo);
+	req->kind = kind;
+	require_shared_memory();
+}
+
+/*
+ * The set-returning forms: rows as the caller's column definition list says
+ * (typed = false), or as the row type of the fourth argument (typed = true).
+ */
+static Datum
+cached_rows(FunctionCallInfo fcinfo, bool typed)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StampedeRequest req;
+	TupleDesc	outdesc;
+	MemoryContext oldcxt;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		(rsinfo->allowedModes & SFRM_Materialize) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("stampede_cached must be called in the FROM clause")));
+
+	prepare_request(fcinfo, &req, STAMPEDE_KIND_ROWS);
+
+	if (typed)
+	{
+		if (get_call_result_type(fcinfo, NULL, &outdesc) != TYPEFUNC_COMPOSITE)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("stampede_cached's fourth argument must be of a row type"),
+					 errhint("Pass NULL cast to a table or composite type, as in NULL::my_table.")));
+	}
+	else
+	{
+		outdesc = rsinfo->expectedDesc;
+		if (outdesc == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_SYNTAX_ERROR),
+					 errmsg("a column definition list is required for stampede_cached"),
+					 errhint("Write it as: SELECT * FROM stampede_cached(...) AS t(id int, name text).")));
+	}
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	req.outdesc = CreateTupleDescCopy(outdesc);
+	req.tupstore = tuplestore_begin_heap(false, false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+
+	StampedeServe(&req);
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = req.tupstore;
+	rsinfo->setDesc = req.outdesc;
+	return (Datum) 0;
+}
+
+PG_FUNCTION_INFO_V1(stampede_cached);
+Datum
+stampede_cached(PG_FUNCTION_ARGS)
+{
+	return cached_rows(fcinfo, false);
+}
+
+PG_FUNCTION_INFO_V1(stampede_cached_typed);
+Datum
+stampede_cached_typed(PG_FUNCTION_ARGS)
+{
+	return cached_rows(fcinfo, true);
+}
+
+/*
+ * The jsonb form caches the jsonb array itself, so that a hit hands back
+ * one stored value instead of converting every row again.
+ */
+PG_FUNCTION_INFO_V1(stampede_cached_jsonb);
+Datum
+stampede_cached_jsonb(PG_FUNCTION_ARGS)
+{
+	StampedeRequest req;
+	TupleTableSlot *slot;
+	bool		isnull;
+	Datum		result;
+
+	prepare_request(fcinfo, &req, STAMPEDE_KIND_JSONB);
+	req.query = psprintf("SELECT coalesce(jsonb_agg(q), '[]'::jsonb) FROM (\n%s\n) q",
+						 req.query);
+	req.outdesc = CreateTemplateTupleDesc(1);
+	TupleDescInitEntry(req.outdesc, 1, "rows", JSONBOID, -1, 0);
+	req.tupstore = tuplestore_begin_heap(false, false, work_mem);
+
+	StampedeServe(&req);
+
+	slot = MakeSingleTupleTableSlot(req.outdesc, &TTSOpsMinimalTuple);
+	if (!tuplestore_gettupleslot(req.tupstore, true, false, slot))
+		elog(ERROR, "stampede_cached_jsonb: the query returned no row");
+	result = slot_getattr(slot, 1, &isnull);
+	result = isnull ? (Datum) 0 : PointerGetDatum(PG_DETOAST_DATUM_COPY(result));
+	ExecDropSingleTupleTableSlot(slot);
+	tuplestore_end(req.tupstore);
+	if (isnull)
+		PG_RETURN_NULL();
+	PG_RETURN_DATUM(result);
+}
+
+PG_FUNCTION_INFO_V1(stampede_invalidate);
+Datum
+stampede_invalidate(PG_FUNCTION_ARGS)
+{
+	text	   *key = checked_key(fcinfo);
+
+	require_shared_memory();
+	PG_RETURN_BOOL(StampedeInvalidate(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
+}

@@ -1,0 +1,487 @@
+/*-------------------------------------------------------------------------
+ *
+ * codec.c
+ *	  The only file that knows the bytes of a cache entry.
+ *
+ *	  Layout (native byte order; the header says whose):
+ *
+ *		EntryHeader			magic, format version, flags, server major
+ *							version, architecture tag, section offsets
+ *		key					the caller's key, to tell colliding hashes apart
+ *		attributes			per column: type OID, typmod, name
+ *		relations			per relation read: OID, columns read
+ *		functions			OIDs of the functions called
+ *		rows				per row: data length, null/varwidth flags,
+ *							null bitmap (if any), then the tuple's data area
+ *
+ *	  Rows keep PostgreSQL's own tuple data layout, so a hit rebuilds each
+ *	  row with one header write and one memcpy, without touching a value.
+ *	  That layout is only meaningful to a server of the same major version
+ *	  and architecture with the same type OIDs, which is what the header's
+ *	  version and architecture tag let a reader check.
+ *
+ *	  Parsing never trusts the bytes: every length is checked against the
+ *	  entry's end, and anything that does not add up is reported as damaged
+ *	  (the caller treats it as a miss).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/tupdesc.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "codec.h"
+
+#define STAMPEDE_MAGIC			0x504D5453	/* "STMP" read little-endian */
+#define STAMPEDE_FORMAT_VERSION	1
+
+#define ROW_HASNULL				0x01
+#define ROW_HASVARWIDTH			0x02
+#define ROW_HEADER_SIZE			5	/* uint32 data length + uint8 flags */
+
+/* What a reader must share with the writer to use the rows as they are. */
+#define STAMPEDE_ARCH_TAG \
+	((uint32) MAXIMUM_ALIGNOF | ((uint32) SIZEOF_DATUM << 8) | \
+	 ((uint32) FLOAT8PASSBYVAL << 16) | (STAMPEDE_BIG_ENDIAN << 24))
+#ifdef WORDS_BIGENDIAN
+#define STAMPEDE_BIG_ENDIAN 1u
+#else
+#define STAMPEDE_BIG_ENDIAN 0u
+#endif
+
+typedef struct EntryHeader
+{
+	uint32		magic;
+	uint16		format_version;
+	uint16		flags;
+	uint32		server_major;	/* PG_VERSION_NUM / 10000 */
+	uint32		arch;
+	uint32		total_len;
+	uint16		natts;
+	uint16		keylen;
+	uint32		nrels;
+	uint32		nfuncs;
+	uint32		attrs_offset;
+	uint32		rels_offset;
+	uint32		funcs_offset;
+	uint32		rows_offset;
+	uint64		nrows;
+} EntryHeader;
+
+static inline void
+put_u16(StringInfo buf, uint16 v)
+{
+	appendBinaryStringInfo(buf, (char *) &v, sizeof(v));
+}
+
+static inline void
+put_u32(StringInfo buf, uint32 v)
+{
+	appendBinaryStringInfo(buf, (char *) &v, sizeof(v));
+}
+
+static inline uint16
+get_u16(const char *p)
+{
+	uint16		v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint32
+get_u32(const char *p)
+{
+	uint32		v;
+
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline EntryHeader *
+encoder_header(StampedeEncoder *enc)
+{
+	return (EntryHeader *) enc->buf.data;
+}
+
+/*
+ * Start an entry: everything but the rows is known before the query runs.
+ */
+void
+StampedeEncoderInit(StampedeEncoder *enc, Size limit,
+					const char *key, int keylen, uint16 flags,
+					TupleDesc desc, const StampedeReadSet *reads)
+{
+	EntryHeader header = {0};
+	ListCell   *lc;
+
+	Assert(keylen <= PG_UINT16_MAX);
+	enc->natts = desc->natts;
+	enc->nrows = 0;
+	enc->limit = Min(limit, MaxAllocSize - 1);
+	enc->too_large = false;
+
+	initStringInfo(&enc->buf);
+	appendBinaryStringInfo(&enc->buf, (char *) &header, sizeof(header));
+	appendBinaryStringInfo(&enc->buf, key, keylen);
+
+	header.attrs_offset = enc->buf.len;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+		uint16		namelen = strlen(name);
+
+		put_u32(&enc->buf, att->atttypid);
+		put_u32(&enc->buf, (uint32) att->atttypmod);
+		put_u16(&enc->buf, namelen);
+		appendBinaryStringInfo(&enc->buf, name, namelen);
+	}
+
+	header.rels_offset = enc->buf.len;
+	foreach(lc, reads ? reads->rels : NIL)
+	{
+		StampedeReadRel *rel = lfirst(lc);
+		ListCell   *lc2;
+
+		put_u32(&enc->buf, rel->relid);
+		put_u16(&enc->buf, list_length(rel->cols));
+		foreach(lc2, rel->cols)
+			put_u16(&enc->buf, (uint16) (int16) lfirst_int(lc2));
+	}
+
+	header.funcs_offset = enc->buf.len;
+	foreach(lc, reads ? reads->funcs : NIL)
+		put_u32(&enc->buf, lfirst_oid(lc));
+
+	/* Rows start aligned so that a reader may copy them in one go. */
+	while (enc->buf.len % MAXIMUM_ALIGNOF != 0)
+		appendStringInfoChar(&enc->buf, '\0');
+	header.rows_offset = enc->buf.len;
+
+	header.magic = STAMPEDE_MAGIC;
+	header.format_version = STAMPEDE_FORMAT_VERSION;
+	header.flags = flags;
+	header.server_major = PG_VERSION_NUM / 10000;
+	header.arch = STAMPEDE_ARCH_TAG;
+	header.natts = desc->natts;
+	header.keylen = keylen;
+	header.nrels = reads ? list_length(reads->rels) : 0;
+	header.nfuncs = reads ? list_length(reads->funcs) : 0;
+	memcpy(enc->buf.data, &header, sizeof(header));
+
+	if ((Size) enc->buf.len > enc->limit)
+		enc->too_large = true;
+}
+
+/*
+ * Append one row.  The tuple must have exactly the descriptor's attributes
+ * and no out-of-line (TOASTed) values: the caller flattens it first, since a
+ * TOAST pointer would outlive the row it points to.
+ */
+void
+StampedeEncoderAddRow(StampedeEncoder *enc, TupleDesc desc, HeapTuple tuple)
+{
+	HeapTupleHeader th = tuple->t_data;
+	bool		hasnull = HeapTupleHasNulls(tuple);
+	uint32		datalen = tuple->t_len - th->t_hoff;
+	Size		bitmaplen = hasnull ? BITMAPLEN(enc->natts) : 0;
+	uint8		flags;
+
+	Assert(HeapTupleHeaderGetNatts(th) == enc->natts);
+	Assert(!HeapTupleHasExternal(tuple));
+
+	enc->nrows++;
+	if (enc->too_large)
+		return;
+	if ((Size) enc->buf.len + ROW_HEADER_SIZE + bitmaplen + datalen > enc->limit)
+	{
+		/* Give the memory back now: the rows still go to the caller. */
+		enc->too_large = true;
+		pfree(enc->buf.data);
+		enc->buf.data = NULL;
+		return;
+	}
+
+	flags = (hasnull ? ROW_HASNULL : 0) |
+		(HeapTupleHasVarWidth(tuple) ? ROW_HASVARWIDTH : 0);
+	put_u32(&enc->buf, datalen);
+	appendStringInfoChar(&enc->buf, (char) flags);
+	if (hasnull)
+		appendBinaryStringInfo(&enc->buf, (char *) th->t_bits, bitmaplen);
+	appendBinaryStringInfo(&enc->buf, (char *) th + th->t_hoff, datalen);
+}
+
+/*
+ * Close the entry.  Returns false when it grew past its limit and was
+ * dropped; then nothing is handed back.
+ */
+bool
+StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len)
+{
+	EntryHeader *header;
+
+	if (enc->too_large)
+	{
+		if (enc->buf.data)
+			pfree(enc->buf.data);
+		enc->buf.data = NULL;
+		return false;
+	}
+	header = encoder_header(enc);
+	header->total_len = enc->buf.len;
+	header->nrows = enc->nrows;
+	*data = enc->buf.data;
+	*len = enc->buf.len;
+	return true;
+}
+
+/*
+ * Check an entry's header and sections and point into them.  False means
+ * the bytes are not an entry this server can read: another format or
+ * server, or damaged.
+ */
+bool
+StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
+{
+	EntryHeader header;
+	const char *p;
+	const char *end;
+
+	if (len < sizeof(EntryHeader))
+		return false;
+	memcpy(&header, data, sizeof(header));
+	if (header.magic != STAMPEDE_MAGIC ||
+		header.format_version != STAMPEDE_FORMAT_VERSION ||
+		header.server_major != PG_VERSION_NUM / 10000 ||
+		header.arch != STAMPEDE_ARCH_TAG ||
+		header.total_len != len ||
+		header.natts == 0 || header.natts > MaxTupleAttributeNumber)
+		return false;
+	if (!(sizeof(EntryHeader) + header.keylen <= header.attrs_offset &&
+		  header.attrs_offset <= header.rels_offset &&
+		  header.rels_offset <= header.funcs_offset &&
+		  header.funcs_offset <= header.rows_offset &&
+		  header.rows_offset <= len &&
+		  header.rows_offset - header.funcs_offset >= (uint64) header.nfuncs * sizeof(Oid) &&
+		  header.rows_offset % MAXIMUM_ALIGNOF == 0))
+		return false;
+
+	/* Walk the variable-length sections once, so later readers need not. */
+	end = data + header.rels_offset;
+	p = data + header.attrs_offset;
+	for (int i = 0; i < header.natts; i++)
+	{
+		if (end - p < 10 || end - p - 10 < get_u16(p + 8))
+			return false;
+		p += 10 + get_u16(p + 8);
+	}
+	if (p != end)
+		return false;
+	end = data + header.funcs_offset;
+	p = data + header.rels_offset;
+	for (uint32 i = 0; i < header.nrels; i++)
+	{
+		if (end - p < 6 || (end - p - 6) / 2 < get_u16(p + 4))
+			return false;
+		p += 6 + 2 * get_u16(p + 4);
+	}
+	if (p != end)
+		return false;
+
+	entry->data = data;
+	entry->len = len;
+	entry->flags = header.flags;
+	entry->natts = header.natts;
+	entry->nrows = header.nrows;
+	entry->key = data + sizeof(EntryHeader);
+	entry->keylen = header.keylen;
+	entry->attrs = data + header.attrs_offset;
+	entry->rels = data + header.rels_offset;
+	entry->nrels = header.nrels;
+	entry->funcs = data + header.funcs_offset;
+	entry->nfuncs = header.nfuncs;
+	entry->rows = data + header.rows_offset;
+	return true;
+}
+
+bool
+StampedeEntryKeyEquals(const StampedeEntry *entry, const char *key, int keylen)
+{
+	return entry->keylen == keylen && memcmp(entry->key, key, keylen) == 0;
+}
+
+/* The relations and functions the entry's query read, as lists. */
+void
+StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads)
+{
+	const char *p = entry->rels;
+
+	reads->rels = NIL;
+	reads->funcs = NIL;
+	reads->per_role = (entry->flags & STAMPEDE_ENTRY_PER_ROLE) != 0;
+	for (uint32 i = 0; i < entry->nrels; i++)
+	{
+		StampedeReadRel *rel = palloc(sizeof(StampedeReadRel));
+		uint16		ncols = get_u16(p + 4);
+
+		rel->relid = get_u32(p);
+		rel->cols = NIL;
+		for (int c = 0; c < ncols; c++)
+			rel->cols = lappend_int(rel->cols, (int16) get_u16(p + 6 + 2 * c));
+		reads->rels = lappend(reads->rels, rel);
+		p += 6 + 2 * ncols;
+	}
+	for (uint32 i = 0; i < entry->nfuncs; i++)
+		reads->funcs = lappend_oid(reads->funcs, get_u32(entry->funcs + i * sizeof(Oid)));
+}
+
+/*
+ * Is the entry's row type exactly what the caller expects?  Same rule as
+ * convert_tuples_by_position: same count, same types, same typmod unless
+ * the caller's is unspecified.  This is the hit path's check, done without
+ * building a descriptor.
+ */
+bool
+StampedeEntryMatchesDesc(const StampedeEntry *entry, TupleDesc desc)
+{
+	const char *p = entry->attrs;
+
+	if (desc->natts != entry->natts)
+		return false;
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		Oid			typid = get_u32(p);
+		int32		typmod = (int32) get_u32(p + 4);
+
+		if (att->attisdropped || att->atttypid != typid ||
+			(att->atttypmod >= 0 && att->atttypmod != typmod))
+			return false;
+		p += 10 + get_u16(p + 8);
+	}
+	return true;
+}
+
+/*
+ * The entry's row descriptor, or NULL when one of its types no longer
+ * exists (the entry then describes rows nobody can read: a miss).
+ */
+TupleDesc
+StampedeEntryTupleDesc(const StampedeEntry *entry)
+{
+	TupleDesc	desc = CreateTemplateTupleDesc(entry->natts);
+	const char *p = entry->attrs;
+
+	for (int i = 0; i < entry->natts; i++)
+	{
+		Oid			typid = get_u32(p);
+		int32		typmod = (int32) get_u32(p + 4);
+		uint16		namelen = Min(get_u16(p + 8), NAMEDATALEN - 1);
+		NameData	name;
+
+		if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(typid)))
+			return NULL;
+		memset(&name, 0, sizeof(name));
+		memcpy(NameStr(name), p + 10, namelen);
+		TupleDescInitEntry(desc, i + 1, NameStr(name), typid, typmod, 0);
+		p += 10 + get_u16(p + 8);
+	}
+	return BlessTupleDesc(desc);
+}
+
+/*
+ * Rebuild each row as a MinimalTuple and put it in the tuplestore.  With a
+ * conversion map (the caller's row type has dropped columns), each row is
+ * converted; without one, the rows go in as they are.  Returns false if
+ * the rows are damaged; rows already put in stay there, so the caller must
+ * then discard the tuplestore.
+ */
+bool
+StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
+						  TupleConversionMap *map, Tuplestorestate *tupstore)
+{
+	const char *p = entry->rows;
+	const char *end = entry->data + entry->len;
+	Size		bitmaplen = BITMAPLEN(entry->natts);
+	Size		scratch_size = 1024;
+	char	   *scratch = palloc(scratch_size);
+	TupleTableSlot *slot = NULL;
+	bool		ok = true;
+
+	if (map == NULL)
+		slot = MakeSingleTupleTableSlot(outdesc, &TTSOpsMinimalTuple);
+
+	for (uint64 i = 0; i < entry->nrows; i++)
+	{
+		uint32		datalen;
+		uint8		flags;
+		Size		nullbytes;
+		Size		hoff;
+		Size		tuplen;
+		MinimalTuple mtup;
+
+		if (end - p < ROW_HEADER_SIZE)
+		{
+			ok = false;
+			break;
+		}
+		datalen = get_u32(p);
+		flags = (uint8) p[4];
+		p += ROW_HEADER_SIZE;
+		nullbytes = (flags & ROW_HASNULL) ? bitmaplen : 0;
+		if ((Size) (end - p) < nullbytes || (Size) (end - p) - nullbytes < datalen)
+		{
+			ok = false;
+			break;
+		}
+
+		/* The same header heap_form_minimal_tuple would write. */
+		hoff = MAXALIGN(SizeofMinimalTupleHeader + nullbytes);
+		tuplen = hoff + datalen;
+		if (tuplen > scratch_size)
+		{
+			scratch_size = Max(tuplen, scratch_size * 2);
+			scratch = repalloc(scratch, scratch_size);
+		}
+		mtup = (MinimalTuple) scratch;
+		memset(mtup, 0, hoff);
+		mtup->t_len = tuplen;
+		HeapTupleHeaderSetNatts(mtup, entry->natts);
+		mtup->t_infomask = ((flags & ROW_HASNULL) ? HEAP_HASNULL : 0) |
+			((flags & ROW_HASVARWIDTH) ? HEAP_HASVARWIDTH : 0);
+		mtup->t_hoff = hoff + MINIMAL_TUPLE_OFFSET;
+		memcpy(mtup->t_bits, p, nullbytes);
+		p += nullbytes;
+		memcpy(scratch + hoff, p, datalen);
+		p += datalen;
+
+		if (map == NULL)
+		{
+			ExecStoreMinimalTuple(mtup, slot, false);
+			tuplestore_puttupleslot(tupstore, slot);
+		}
+		else
+		{
+			HeapTuple	htup = heap_tuple_from_minimal_tuple(mtup);
+			HeapTuple	converted = execute_attr_map_tuple(htup, map);
+
+			tuplestore_puttuple(tupstore, converted);
+			heap_freetuple(converted);
+			heap_freetuple(htup);
+		}
+	}
+	if (ok && p != end)
+		ok = false;
+
+	if (slot)
+		ExecDropSingleTupleTableSlot(slot);
+	pfree(scratch);
+	return ok;
+}

@@ -1,0 +1,76 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  Every difference between the PostgreSQL major versions stampede builds
+ *	  against (13 to 17) lives here, behind PG_VERSION_NUM, so that the rest
+ *	  of the code reads as if there were one version.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STAMPEDE_COMPAT_H
+#define STAMPEDE_COMPAT_H
+
+#include "postgres.h"
+
+#if PG_VERSION_NUM < 130000
+#error "stampede needs PostgreSQL 13 or later"
+#endif
+
+/* PG 15 added shmem_request_hook; before, shared memory is requested in _PG_init. */
+#if PG_VERSION_NUM >= 150000
+#define STAMPEDE_HAS_SHMEM_REQUEST_HOOK 1
+#endif
+
+/* PG 15 reserves a GUC prefix with MarkGUCPrefixReserved; before, EmitWarningsOnPlaceholders. */
+#if PG_VERSION_NUM >= 150000
+#define StampedeReserveGucPrefix(prefix) MarkGUCPrefixReserved(prefix)
+#else
+#define StampedeReserveGucPrefix(prefix) EmitWarningsOnPlaceholders(prefix)
+#endif
+
+/*
+ * PG 16 moved the permission bits of a range table entry into a separate
+ * RTEPermissionInfo list.  StampedeRtePermissions() hands back what stampede
+ * needs of either: the relation, the user the check runs as, and the columns.
+ */
+#if PG_VERSION_NUM >= 160000
+#define StampedeRteRequiresSelect(query, rte) \
+	((rte)->perminfoindex != 0 && \
+	 (getRTEPermissionInfo((query)->rteperminfos, (rte))->requiredPerms & ACL_SELECT))
+#define StampedeRteCheckAsUser(query, rte) \
+	(getRTEPermissionInfo((query)->rteperminfos, (rte))->checkAsUser)
+#define StampedeRteSelectedCols(query, rte) \
+	(getRTEPermissionInfo((query)->rteperminfos, (rte))->selectedCols)
+#else
+#define StampedeRteRequiresSelect(query, rte) (((rte)->requiredPerms & ACL_SELECT) != 0)
+#define StampedeRteCheckAsUser(query, rte) ((rte)->checkAsUser)
+#define StampedeRteSelectedCols(query, rte) ((rte)->selectedCols)
+#endif
+
+/* PG 16 renamed pg_*_aclcheck's object-type-generic entry point. */
+#if PG_VERSION_NUM >= 160000
+#define StampedeProcAclCheck(funcid, roleid, mode) object_aclcheck(ProcedureRelationId, funcid, roleid, mode)
+#else
+#define StampedeProcAclCheck(funcid, roleid, mode) pg_proc_aclcheck(funcid, roleid, mode)
+#endif
+
+/* PG 14 lets SPI hand each row to a DestReceiver (no materialized SPI_tuptable). */
+#if PG_VERSION_NUM >= 140000
+#define STAMPEDE_HAS_SPI_EXECUTE_EXTENDED 1
+#endif
+
+/*
+ * How many backends can exist at once, for sizing shared memory.  PG 15
+ * computes MaxBackends before shmem_request_hook; before, _PG_init must add
+ * it up itself.
+ */
+#if PG_VERSION_NUM >= 150000
+#define StampedeMaxBackends() (MaxBackends)
+#else
+#include "postmaster/autovacuum.h"
+#include "replication/walsender.h"
+#define StampedeMaxBackends() \
+	(MaxConnections + autovacuum_max_workers + 1 + max_worker_processes + max_wal_senders)
+#endif
+
+#endif							/* STAMPEDE_COMPAT_H */

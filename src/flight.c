@@ -1,0 +1,772 @@
+/*-------------------------------------------------------------------------
+ *
+ * flight.c
+ *	  Single flight on one server: of all the callers that miss the same key
+ *	  at once, one leads (runs the query, stores the rows) and the others
+ *	  wait for it, then read the stored rows.
+ *
+ *	  Leading is holding a session-level advisory lock on the key in
+ *	  ExclusiveLock mode (visible in pg_locks as an advisory lock whose
+ *	  objsubid is STAMPEDE_LOCK_CLASS).  Waiters block on the same lock in
+ *	  ShareLock mode: PostgreSQL wakes them all at once when the leader lets
+ *	  go, a cancel or statement_timeout ends their wait at once, the deadlock
+ *	  detector sees them, and a leader that dies lets go by itself.
+ *
+ *	  Beside the lock, a small shared table of flights says how the last
+ *	  flight of a key ended (rows stored, too large to store, the query's own
+ *	  error, or abandoned), so that waiters do not each run a failing query
+ *	  in turn: they raise the leader's error instead.  The flight is marked
+ *	  running together with taking the lock, and ended together with letting
+ *	  it go, both under the flight table's LWLock, so a waiter that failed
+ *	  to take the lock always finds the flight it waits for.
+ *
+ *	  A leader always ends its flight: normally, in PG_CATCH on an error, in
+ *	  a (sub)transaction abort callback if that failed, and in a
+ *	  before_shmem_exit callback if the backend exits (pg_terminate_backend).
+ *
+ *	  Lock order: flight LWLock, then the store's LWLock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "codec.h"
+#include "compat.h"
+#include "flight.h"
+#include "guc.h"
+#include "query.h"
+#include "stats.h"
+#include "store_local.h"
+
+/* advisory lock field4; the SQL advisory lock functions use 1 and 2 */
+#define STAMPEDE_LOCK_CLASS		0x5354
+#define MAX_NESTED_FLIGHTS		16
+#define FLIGHT_TEXT_LEN			1024
+
+typedef enum FlightState
+{
+	FLIGHT_IDLE,				/* no flight yet */
+	FLIGHT_RUNNING,
+	FLIGHT_DONE,				/* rows stored (unless invalidated meanwhile) */
+	FLIGHT_UNCACHEABLE,			/* rows too large to store */
+	FLIGHT_FAILED,				/* the query's own error, below */
+	FLIGHT_ABANDONED			/* leader cancelled, terminated, or lacked rights */
+} FlightState;
+
+typedef struct Flight
+{
+	StampedeStoreKey key;		/* hash key: must be first */
+	uint32		gen;			/* bumped by each new leader */
+	FlightState state;
+	int			leader_pid;
+	bool		invalidated;	/* stampede_invalidate ran during the flight */
+	TimestampTz finished_at;
+	int			sqlerrcode;
+	char		message[FLIGHT_TEXT_LEN];
+	char		detail[FLIGHT_TEXT_LEN];
+	char		hint[FLIGHT_TEXT_LEN / 2];
+} Flight;
+
+typedef struct FlightShared
+{
+	LWLock	   *lock;
+	int			max_flights;
+} FlightShared;
+
+/* A flight this backend leads. */
+typedef struct LedFlight
+{
+	StampedeStoreKey key;
+	LOCKTAG		tag;
+	uint32		gen;
+	int			nest_level;
+} LedFlight;
+
+/* One value to store when a flight ends well. */
+typedef struct FlightPut
+{
+	StampedeStoreKey key;
+	char	   *data;
+	Size		len;
+} FlightPut;
+
+/* The error a leader's query raised, as a waiter re-raises it. */
+typedef struct FlightError
+{
+	int			sqlerrcode;
+	char	   *message;
+	char	   *detail;
+	char	   *hint;
+	int			leader_pid;
+} FlightError;
+
+typedef enum ServeResult
+{
+	SERVE_MISS,
+	SERVE_MISS_PER_ROLE,		/* the key's rows are kept per role; none for us */
+	SERVE_SERVED
+} ServeResult;
+
+static FlightShared *flight_shared = NULL;
+static HTAB *flights = NULL;
+
+static LedFlight led[MAX_NESTED_FLIGHTS];
+static int	nled = 0;
+static bool callbacks_registered = false;
+
+static int
+flight_table_size(void)
+{
+	return 4 * StampedeMaxBackends() + 16;
+}
+
+Size
+StampedeFlightShmemSize(void)
+{
+	return add_size(MAXALIGN(sizeof(FlightShared)),
+					hash_estimate_size(flight_table_size(), sizeof(Flight)));
+}
+
+void
+StampedeFlightShmemInit(void)
+{
+	bool		found;
+	HASHCTL		info;
+
+	flight_shared = ShmemInitStruct("stampede flights", sizeof(FlightShared), &found);
+	if (!found)
+	{
+		flight_shared->lock = &(GetNamedLWLockTranche("stampede"))[1].lock;
+		flight_shared->max_flights = flight_table_size();
+	}
+	memset(&info, 0, sizeof(info));
+	info.keysize = sizeof(StampedeStoreKey);
+	info.entrysize = sizeof(Flight);
+	flights = ShmemInitHash("stampede flight table",
+							flight_table_size(), flight_table_size(),
+							&info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
+}
+
+static uint64
+key_hash(StampedeKind kind, const char *key, int keylen)
+{
+	return hash_bytes_extended((const unsigned char *) key, keylen, (uint64) kind);
+}
+
+static void
+flight_locktag(const StampedeStoreKey *key, LOCKTAG *tag)
+{
+	uint64		h = key->hash;
+
+	if (OidIsValid(key->roleid))
+		h ^= (uint64) key->roleid * UINT64CONST(0x9E3779B97F4A7C15);
+	SET_LOCKTAG_ADVISORY(*tag, key->dbid, (uint32) (h >> 32), (uint32) h,
+						 STAMPEDE_LOCK_CLASS);
+}
+
+/* The flight of key, made if missing by reusing the longest-finished one. */
+static Flight *
+flight_slot(const StampedeStoreKey *key)
+{
+	Flight	   *flight;
+	bool		found;
+
+	flight = hash_search(flights, key, HASH_FIND, NULL);
+	if (flight != NULL)
+		return flight;
+	if (hash_get_num_entries(flights) >= flight_shared->max_flights)
+	{
+		HASH_SEQ_STATUS status;
+		Flight	   *oldest = NULL;
+
+		hash_seq_init(&status, flights);
+		while ((flight = hash_seq_search(&status)) != NULL)
+		{
+			if (flight->state != FLIGHT_RUNNING &&
+				(oldest == NULL || flight->finished_at < oldest->finished_at))
+				oldest = flight;
+		}
+		if (oldest == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many stampede keys are being computed at once")));
+		hash_search(flights, &oldest->key, HASH_REMOVE, NULL);
+	}
+	flight = hash_search(flights, key, HASH_ENTER, &found);
+	flight->gen = 0;
+	flight->state = FLIGHT_IDLE;
+	flight->leader_pid = 0;
+	flight->invalidated = false;
+	flight->finished_at = 0;
+	flight->sqlerrcode = 0;
+	flight->message[0] = flight->detail[0] = flight->hint[0] = '\0';
+	return flight;
+}
+
+/* ---- ending flights whatever happens ---- */
+
+/*
+ * End the innermost flight this backend leads: record how it ended, store
+ * its values unless the key was invalidated meanwhile, and let the waiters
+ * go.  Returns whether everything in puts was stored.
+ */
+static bool
+flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
+		   TimestampTz expires_at)
+{
+	LedFlight  *mine = &led[nled - 1];
+	Flight	   *flight;
+	bool		stored = nputs > 0;
+
+	LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
+	flight = hash_search(flights, &mine->key, HASH_FIND, NULL);
+	if (flight != NULL && flight->gen == mine->gen)
+	{
+		if (flight->invalidated)
+			stored = false;
+		else
+		{
+			for (int i = 0; i < nputs; i++)
+				stored &= StampedeStorePut(&puts[i].key, puts[i].data, puts[i].len, expires_at);
+		}
+		if (outcome == FLIGHT_DONE && nputs > 0 && !stored && !flight->invalidated)
+			outcome = FLIGHT_UNCACHEABLE;
+		flight->state = outcome;
+		flight->finished_at = GetCurrentTimestamp();
+		if (edata != NULL)
+		{
+			flight->sqlerrcode = edata->sqlerrcode;
+			strlcpy(flight->message, edata->message ? edata->message : "", FLIGHT_TEXT_LEN);
+			strlcpy(flight->detail, edata->detail ? edata->detail : "", FLIGHT_TEXT_LEN);
+			strlcpy(flight->hint, edata->hint ? edata->hint : "", FLIGHT_TEXT_LEN / 2);
+		}
+	}
+	LockRelease(&mine->tag, ExclusiveLock, true);
+	nled--;
+	LWLockRelease(flight_shared->lock);
+	return stored;
+}
+
+/* Abandon the flights led at nest_level or deeper: a safety net. */
+static void
+flight_abandon_from(int nest_level)
+{
+	if (flight_shared == NULL)
+		return;
+	if (LWLockHeldByMe(flight_shared->lock))
+		LWLockRelease(flight_shared->lock);
+	while (nled > 0 && led[nled - 1].nest_level >= nest_level)
+		flight_end(FLIGHT_ABANDONED, NULL, NULL, 0, 0);
+}
+
+static void
+flight_xact_callback(XactEvent event, void *arg)
+{
+	if (nled > 0 && (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
+					 event == XACT_EVENT_COMMIT))
+		flight_abandon_from(0);
+}
+
+static void
+flight_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	if (nled > 0 && event == SUBXACT_EVENT_ABORT_SUB)
+		flight_abandon_from(GetCurrentTransactionNestLevel());
+}
+
+static void
+flight_exit_callback(int code, Datum arg)
+{
+	flight_abandon_from(0);
+}
+
+/* Before a backend first leads, make sure its flights end whatever happens. */
+static void
+flight_register_callbacks(void)
+{
+	if (callbacks_registered)
+		return;
+	RegisterXactCallback(flight_xact_callback, NULL);
+	RegisterSubXactCallback(flight_subxact_callback, NULL);
+	before_shmem_exit(flight_exit_callback, (Datum) 0);
+	callbacks_registered = true;
+}
+
+/* ---- leading and waiting ---- */
+
+/*
+ * Lead the flight of key, or learn that another backend leads it.  When
+ * another leads, *gen is the generation of its flight, to read how it ended.
+ */
+static bool
+flight_try_lead(const StampedeStoreKey *key, uint32 *gen)
+{
+	LOCKTAG		tag;
+	Flight	   *flight;
+
+	for (int i = 0; i < nled; i++)
+	{
+		if (memcmp(&led[i].key, key, sizeof(*key)) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_RECURSION),
+					 errmsg("stampede query calls itself for the key it is computing")));
+	}
+	if (nled >= MAX_NESTED_FLIGHTS)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("stampede calls are nested more than %d deep", MAX_NESTED_FLIGHTS)));
+	flight_register_callbacks();
+
+	flight_locktag(key, &tag);
+	LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
+	flight = flight_slot(key);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+	{
+		*gen = flight->state == FLIGHT_RUNNING ? flight->gen : 0;
+		LWLockRelease(flight_shared->lock);
+		return false;
+	}
+	flight->gen++;
+	flight->state = FLIGHT_RUNNING;
+	flight->leader_pid = MyProcPid;
+	flight->invalidated = false;
+	led[nled].key = *key;
+	led[nled].tag = tag;
+	led[nled].gen = flight->gen;
+	led[nled].nest_level = GetCurrentTransactionNestLevel();
+	nled++;
+	*gen = flight->gen;
+	LWLockRelease(flight_shared->lock);
+	return true;
+}
+
+/* Block on the leader's lock until it lets go; no deadline. */
+static void
+flight_block(const LOCKTAG *tag)
+{
+	LockAcquire(tag, ShareLock, true, false);
+	LockRelease(tag, ShareLock, true);
+}
+
+/*
+ * Wait for the leader of key to let go, until deadline (0: no deadline).
+ * Returns false when the deadline passed first.  Cancel, statement_timeout
+ * and termination end the wait at once with their usual error.
+ *
+ * A lock wait has no deadline of its own but lock_timeout, so a deadline is
+ * set as lock_timeout within a subtransaction, which also cleans up the
+ * aborted wait when it fires.
+ */
+static bool
+flight_wait(const StampedeStoreKey *key, TimestampTz deadline)
+{
+	LOCKTAG		tag;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	long		remaining_ms;
+	bool		ours;
+	bool		granted = true;
+	char		setting[32];
+
+	flight_locktag(key, &tag);
+	if (deadline == 0)
+	{
+		flight_block(&tag);
+		return true;
+	}
+
+	remaining_ms = (deadline - GetCurrentTimestamp()) / 1000;
+	if (remaining_ms <= 0)
+		return false;
+	remaining_ms = Min(remaining_ms, INT_MAX);
+	ours = LockTimeout == 0 || remaining_ms <= LockTimeout;
+	snprintf(setting, sizeof(setting), "%ld", ours ? remaining_ms : (long) LockTimeout);
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		int			nestlevel = NewGUCNestLevel();
+
+		(void) set_config_option("lock_timeout", setting, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		flight_block(&tag);
+		AtEOXact_GUC(true, nestlevel);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		if (!(ours && edata->sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE))
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		granted = false;
+	}
+	PG_END_TRY();
+	return granted;
+}
+
+/*
+ * How the flight a waiter waited for ended, if it is still the flight of
+ * that generation; FLIGHT_IDLE when that is no longer known.
+ */
+static FlightState
+flight_outcome(const StampedeStoreKey *key, uint32 gen, FlightError *error)
+{
+	Flight	   *flight;
+	FlightState state = FLIGHT_IDLE;
+
+	if (gen == 0)
+		return FLIGHT_IDLE;
+	LWLockAcquire(flight_shared->lock, LW_SHARED);
+	flight = hash_search(flights, key, HASH_FIND, NULL);
+	if (flight != NULL && flight->gen == gen)
+	{
+		state = flight->state;
+		if (state == FLIGHT_FAILED)
+		{
+			error->sqlerrcode = flight->sqlerrcode;
+			error->message = pstrdup(flight->message);
+			error->detail = flight->detail[0] ? pstrdup(flight->detail) : NULL;
+			error->hint = flight->hint[0] ? pstrdup(flight->hint) : NULL;
+			error->leader_pid = flight->leader_pid;
+		}
+	}
+	LWLockRelease(flight_shared->lock);
+	return state;
+}
+
+/* ---- serving ---- */
+
+static bool
+serve_entry(StampedeRequest *req, const StampedeEntry *entry)
+{
+	StampedeReadSet reads;
+	TupleConversionMap *map = NULL;
+
+	StampedeEntryReadSet(entry, &reads);
+	if (!StampedeCheckReadRights(&reads))
+		return false;
+	if (!StampedeEntryMatchesDesc(entry, req->outdesc))
+	{
+		TupleDesc	indesc = StampedeEntryTupleDesc(entry);
+
+		if (indesc == NULL)
+			return false;
+		map = StampedeRowTypeMap(indesc, req->outdesc);
+	}
+	if (StampedeEntryToTuplestore(entry, req->outdesc, map, req->tupstore))
+		return true;
+	tuplestore_clear(req->tupstore);
+	return false;
+}
+
+/* Answer req from the store, if the store has rows for it. */
+static ServeResult
+serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
+{
+	Size		len;
+	char	   *data = StampedeStoreGet(skey, &len);
+	StampedeEntry entry;
+	ServeResult result = SERVE_MISS;
+
+	if (data == NULL)
+		return SERVE_MISS;
+	if (StampedeEntryParse(data, len, &entry) &&
+		StampedeEntryKeyEquals(&entry, req->key, req->keylen))
+	{
+		if ((entry.flags & STAMPEDE_ENTRY_PER_ROLE) && !OidIsValid(skey->roleid))
+		{
+			StampedeStoreKey rolekey = *skey;
+
+			rolekey.roleid = GetUserId();
+			result = serve_from_store(req, &rolekey);
+			if (result == SERVE_MISS)
+				result = SERVE_MISS_PER_ROLE;
+		}
+		else if (!(entry.flags & STAMPEDE_ENTRY_PER_ROLE) && serve_entry(req, &entry))
+			result = SERVE_SERVED;
+	}
+	pfree(data);
+	return result;
+}
+
+static TimestampTz
+expiry_time(int64 ttl_ms)
+{
+	/* Cap at about a century, far inside TimestampTz's range. */
+	return GetCurrentTimestamp() + Min(ttl_ms, INT64CONST(3155760000000)) * 1000;
+}
+
+/* Run the query for the caller alone: nothing is stored. */
+static void
+run_uncached(StampedeRequest *req)
+{
+	StampedeRunResult result;
+
+	StampedeRunQuery(req->query, req->key, req->keylen, req->outdesc,
+					 req->tupstore, 0, &result);
+	StampedeStatsCount(STAT_EXECUTIONS);
+}
+
+/*
+ * Errors that say something about the leader rather than the query: its
+ * cancel, timeout or termination, its transaction, its rights, its column
+ * list.  A waiter takes over instead of raising them.
+ */
+static bool
+error_belongs_to_leader(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_INVALID_TRANSACTION_STATE:
+		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
+			return true;
+	}
+	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		sqlerrcode == ERRCODE_DATATYPE_MISMATCH ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED;
+}
+
+/* The leader's part: double-check, run, store, end the flight. */
+static void
+lead(StampedeRequest *req, const StampedeStoreKey *skey)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		StampedeRunResult result;
+		FlightPut	puts[2];
+		int			nputs = 0;
+		char	   *stub;
+		Size		stub_len;
+
+		if (serve_from_store(req, skey) == SERVE_SERVED)
+		{
+			flight_end(FLIGHT_DONE, NULL, NULL, 0, 0);
+		}
+		else
+		{
+			StampedeRunQuery(req->query, req->key, req->keylen, req->outdesc,
+							 req->tupstore, (Size) stampede_max_entry_size_kb * 1024,
+							 &result);
+			StampedeStatsCount(STAT_EXECUTIONS);
+
+			if (result.entry != NULL && result.reads.per_role)
+			{
+				StampedeEncoder encoder;
+
+				/* Rows under the role; a stub under the key says so. */
+				StampedeEncoderInit(&encoder, MaxAllocSize, req->key, req->keylen,
+									STAMPEDE_ENTRY_PER_ROLE, result.resultdesc, NULL);
+				StampedeEncoderFinish(&encoder, &stub, &stub_len);
+				puts[nputs++] = (FlightPut) {*skey, stub, stub_len};
+				puts[nputs] = (FlightPut) {*skey, result.entry, result.entry_len};
+				puts[nputs++].key.roleid = GetUserId();
+			}
+			else if (result.entry != NULL)
+				puts[nputs++] = (FlightPut) {*skey, result.entry, result.entry_len};
+
+			if (!flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
+							puts, nputs, expiry_time(req->ttl_ms)) &&
+				result.entry == NULL)
+			{
+				StampedeStatsCount(STAT_NOT_STORED);
+				ereport(NOTICE,
+						(errmsg("result of stampede key \"%s\" is too large to cache",
+								req->key),
+						 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
+								   stampede_max_entry_size_kb),
+						 errhint("Raise stampede.max_entry_size, or cache a smaller result.")));
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		bool		leaders = false;
+
+		MemoryContextSwitchTo(callercxt);
+		edata = CopyErrorData();
+		leaders = error_belongs_to_leader(edata->sqlerrcode);
+		if (!leaders)
+			StampedeStatsCount(STAT_ERRORS);
+		StampedeStoreReleaseLockIfHeld();
+		if (LWLockHeldByMe(flight_shared->lock))
+			LWLockRelease(flight_shared->lock);
+		if (nled > 0 && memcmp(&led[nled - 1].key, skey, sizeof(*skey)) == 0)
+			flight_end(leaders ? FLIGHT_ABANDONED : FLIGHT_FAILED, edata, NULL, 0, 0);
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* Raise, in a waiter, the error the leader's query raised. */
+static void
+raise_leaders_error(const StampedeRequest *req, const FlightError *error)
+{
+	StampedeStatsCount(STAT_ERRORS);
+	ereport(ERROR,
+			(errcode(error->sqlerrcode),
+			 errmsg_internal("%s", error->message),
+			 error->detail ? errdetail_internal("%s", error->detail) : 0,
+			 error->hint ? errhint("%s", error->hint) : 0,
+			 errcontext("stampede key \"%s\": raised by the query run for it by process %d",
+						req->key, error->leader_pid)));
+}
+
+/*
+ * Answer one call: from the store, else lead or wait for the single flight
+ * of its key.
+ */
+void
+StampedeServe(StampedeRequest *req)
+{
+	StampedeStoreKey skey;
+	StampedeStoreKey fkey;
+	ServeResult served;
+	TimestampTz deadline = 0;
+	bool		waited = false;
+
+	memset(&skey, 0, sizeof(skey));
+	skey.dbid = MyDatabaseId;
+	skey.roleid = InvalidOid;
+	skey.hash = key_hash(req->kind, req->key, req->keylen);
+
+	StampedeStatsCount(STAT_REQUESTS);
+	served = serve_from_store(req, &skey);
+	if (served == SERVE_SERVED)
+	{
+		StampedeStatsCount(STAT_HITS);
+		return;
+	}
+	StampedeStatsCount(STAT_MISSES);
+
+	if (stampede_max_wait_ms > 0)
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stampede_max_wait_ms);
+
+	for (;;)
+	{
+		uint32		gen;
+		TimestampTz wait_start;
+		bool		granted;
+		FlightError error;
+
+		CHECK_FOR_INTERRUPTS();
+		fkey = skey;
+		if (served == SERVE_MISS_PER_ROLE)
+			fkey.roleid = GetUserId();
+
+		if (flight_try_lead(&fkey, &gen))
+		{
+			lead(req, &skey);
+			return;
+		}
+
+		/* Another session runs the query: wait for it to let go. */
+		if (!waited)
+			StampedeStatsCount(STAT_LOCK_WAITS);
+		waited = true;
+		wait_start = GetCurrentTimestamp();
+		granted = flight_wait(&fkey, deadline);
+		StampedeStatsAdd(STAT_WAIT_TIME_US, GetCurrentTimestamp() - wait_start);
+		if (!granted)
+		{
+			StampedeStatsCount(STAT_TIMEOUTS);
+			if (stampede_wait_timeout_action == STAMPEDE_ON_TIMEOUT_ERROR)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("timed out waiting for another session to compute stampede key \"%s\"",
+								req->key),
+						 errdetail("stampede.max_wait (%d ms) passed.", stampede_max_wait_ms),
+						 errhint("Raise stampede.max_wait, or set stampede.wait_timeout_action to 'execute'.")));
+			run_uncached(req);
+			return;
+		}
+
+		served = serve_from_store(req, &skey);
+		if (served == SERVE_SERVED)
+			return;
+
+		memset(&error, 0, sizeof(error));
+		switch (flight_outcome(&fkey, gen, &error))
+		{
+			case FLIGHT_FAILED:
+				raise_leaders_error(req, &error);
+				break;
+			case FLIGHT_UNCACHEABLE:
+				run_uncached(req);
+				return;
+			default:
+				/* Abandoned, invalidated or evicted: lead or wait again. */
+				break;
+		}
+	}
+}
+
+/*
+ * Remove every entry of key (each kind, each role) and make flights of key
+ * that are running now not store their rows: they were computed before the
+ * invalidation.  True when a live entry was removed.
+ */
+bool
+StampedeInvalidate(const char *key, int keylen)
+{
+	bool		removed = false;
+
+	for (int kind = 1; kind <= STAMPEDE_NUM_KINDS; kind++)
+	{
+		StampedeStoreKey skey;
+		HASH_SEQ_STATUS status;
+		Flight	   *flight;
+
+		memset(&skey, 0, sizeof(skey));
+		skey.dbid = MyDatabaseId;
+		skey.hash = key_hash((StampedeKind) kind, key, keylen);
+
+		LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
+		hash_seq_init(&status, flights);
+		while ((flight = hash_seq_search(&status)) != NULL)
+		{
+			if (flight->key.dbid == skey.dbid && flight->key.hash == skey.hash &&
+				flight->state == FLIGHT_RUNNING)
+				flight->invalidated = true;
+		}
+		removed |= StampedeStoreDelete(&skey);
+		removed |= StampedeStoreDeleteAllRoles(skey.dbid, skey.hash) > 0;
+		LWLockRelease(flight_shared->lock);
+	}
+	if (removed)
+		StampedeStatsCount(STAT_INVALIDATIONS);
+	return removed;
+}

@@ -1,0 +1,43 @@
+/*-------------------------------------------------------------------------
+ *
+ * flight.h
+ *	  Single flight: one caller computes a key, the others wait for it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STAMPEDE_FLIGHT_H
+#define STAMPEDE_FLIGHT_H
+
+#include "postgres.h"
+
+#include "access/tupdesc.h"
+#include "utils/tuplestore.h"
+
+/* What form an entry holds; the same key in two forms is two entries. */
+typedef enum StampedeKind
+{
+	STAMPEDE_KIND_ROWS = 1,
+	STAMPEDE_KIND_JSONB = 2
+} StampedeKind;
+
+#define STAMPEDE_NUM_KINDS 2
+
+/* One call: where its rows go, and what to run when nobody has them. */
+typedef struct StampedeRequest
+{
+	const char *key;
+	int			keylen;
+	const char *query;			/* one checked statement */
+	int64		ttl_ms;
+	StampedeKind kind;
+	TupleDesc	outdesc;		/* the row type the caller asked for */
+	Tuplestorestate *tupstore;
+} StampedeRequest;
+
+extern Size StampedeFlightShmemSize(void);
+extern void StampedeFlightShmemInit(void);
+
+extern void StampedeServe(StampedeRequest *req);
+extern bool StampedeInvalidate(const char *key, int keylen);
+
+#endif							/* STAMPEDE_FLIGHT_H */

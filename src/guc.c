@@ -1,0 +1,98 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  Defines every stampede.* setting and reserves the prefix, so that a
+ *	  misspelt stampede.something is reported instead of silently ignored.
+ *
+ *	  Who may set what: settings that change what other sessions see (how
+ *	  long a lock counts as held, how big an entry may be stored) are
+ *	  superuser-only; how long a caller waits and what it does when it gives
+ *	  up is each session's own business; the store's size is fixed at start.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "utils/guc.h"
+
+#include "compat.h"
+#include "guc.h"
+
+int			stampede_lock_timeout_ms = 10000;
+int			stampede_max_wait_ms = 0;
+int			stampede_backoff_base_ms = 100;
+int			stampede_backoff_max_ms = 2000;
+int			stampede_wait_timeout_action = STAMPEDE_ON_TIMEOUT_EXECUTE;
+int			stampede_local_cache_size_kb = 64 * 1024;
+int			stampede_max_entry_size_kb = 8 * 1024;
+
+static const struct config_enum_entry wait_timeout_action_options[] = {
+	{"execute", STAMPEDE_ON_TIMEOUT_EXECUTE, false},
+	{"error", STAMPEDE_ON_TIMEOUT_ERROR, false},
+	{NULL, 0, false}
+};
+
+void
+StampedeGucInit(void)
+{
+	DefineCustomIntVariable("stampede.lock_timeout",
+							"How long a single-flight lock counts as held when its holder vanished.",
+							"Cache entries whose ttl is shorter than this draw a warning.",
+							&stampede_lock_timeout_ms,
+							10000, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.max_wait",
+							"How long a caller waits for another session's execution of the same key.",
+							"0 waits as long as that execution runs; statement_timeout still applies.",
+							&stampede_max_wait_ms,
+							0, 0, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.backoff_base",
+							"First delay of the exponential backoff of a caller that polls for a result.",
+							NULL,
+							&stampede_backoff_base_ms,
+							100, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.backoff_max",
+							"Longest delay of the exponential backoff of a caller that polls for a result.",
+							NULL,
+							&stampede_backoff_max_ms,
+							2000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("stampede.wait_timeout_action",
+							 "What a caller does when stampede.max_wait runs out: execute the query itself, or raise an error.",
+							 NULL,
+							 &stampede_wait_timeout_action,
+							 STAMPEDE_ON_TIMEOUT_EXECUTE,
+							 wait_timeout_action_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.local_cache_size",
+							"Shared memory set aside for the server's local result store.",
+							NULL,
+							&stampede_local_cache_size_kb,
+							64 * 1024, 1024, INT_MAX / 2,
+							PGC_POSTMASTER, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.max_entry_size",
+							"Largest result that is stored; larger results are returned but not cached.",
+							NULL,
+							&stampede_max_entry_size_kb,
+							8 * 1024, 1, INT_MAX / 2,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	StampedeReserveGucPrefix("stampede");
+}

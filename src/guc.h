@@ -1,0 +1,27 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.h
+ *	  The stampede.* settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STAMPEDE_GUC_H
+#define STAMPEDE_GUC_H
+
+typedef enum StampedeWaitTimeoutAction
+{
+	STAMPEDE_ON_TIMEOUT_EXECUTE,
+	STAMPEDE_ON_TIMEOUT_ERROR
+} StampedeWaitTimeoutAction;
+
+extern int	stampede_lock_timeout_ms;
+extern int	stampede_max_wait_ms;
+extern int	stampede_backoff_base_ms;
+extern int	stampede_backoff_max_ms;
+extern int	stampede_wait_timeout_action;
+extern int	stampede_local_cache_size_kb;
+extern int	stampede_max_entry_size_kb;
+
+extern void StampedeGucInit(void);
+
+#endif							/* STAMPEDE_GUC_H */

@@ -1,0 +1,96 @@
+# shellcheck shell=bash
+# Shared by the test, demo and benchmark scripts: install what stampede needs,
+# build it, and start/stop throwaway PostgreSQL clusters in a temp directory.
+#
+# PostgreSQL refuses to run as root; when we are root (CI is), the servers run
+# as the "postgres" user that Debian's packages create, and everything else
+# (building, installing, psql, pg_regress) runs as root.
+
+PG_MAJOR=${PG_MAJOR:-15}
+PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
+PG_CONFIG=$PG_BINDIR/pg_config
+PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+STAMPEDE_PACKAGES=(build-essential pkg-config "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
+	postgresql-contrib libhiredis-dev redis-server libipc-run-perl python3 python3-psycopg2)
+export PATH="$PG_BINDIR:$PATH"
+
+log() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Install the Debian packages that are missing (all of them on a fresh machine).
+install_packages() {
+	local missing=()
+	for p in "${STAMPEDE_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	log "installing ${missing[*]}"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	# Debian starts a redis-server service on install; tests start their own.
+	as_root service redis-server stop >/dev/null 2>&1 || true
+}
+
+build_and_install() {
+	log "building stampede"
+	make -s PG_CONFIG="$PG_CONFIG" clean >/dev/null
+	make -s PG_CONFIG="$PG_CONFIG" 2>&1 | { grep -E 'warning|error' || true; }
+	as_root make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
+}
+
+# The user the servers run as.
+server_user() {
+	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
+}
+
+as_server_user() {
+	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# pg_start DIR [extra postgresql.conf lines...]: a new cluster in DIR, started.
+# Sets PGHOST, PGPORT, PGUSER for what follows.
+pg_start() {
+	local dir=$1
+	shift
+	mkdir -p "$dir"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+	as_server_user "$PG_BINDIR/initdb" -D "$dir/data" -U postgres --auth=trust \
+		--no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+		{ cat "$dir/initdb.log"; return 1; }
+	local port
+	port=$(free_port)
+	{
+		echo "port = $port"
+		echo "listen_addresses = ''"
+		echo "unix_socket_directories = '$dir'"
+		echo "max_connections = 250"
+		echo "fsync = off"
+		echo "lc_messages = 'C'"
+		for line in "$@"; do echo "$line"; done
+	} | as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null
+	as_server_user "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
+		{ cat "$dir/server.log"; return 1; }
+	export PGHOST=$dir PGPORT=$port PGUSER=postgres
+}
+
+pg_stop() {
+	local dir=$1
+	[ -f "$dir/data/postmaster.pid" ] &&
+		as_server_user "$PG_BINDIR/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1
+	return 0
+}
+
+# A temp directory the server user can write to, removed on exit.
+make_workdir() {
+	local dir
+	dir=$(mktemp -d /tmp/stampede.XXXXXX)
+	chmod 755 "$dir"
+	echo "$dir"
+}
