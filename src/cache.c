@@ -88,7 +88,7 @@ checked_ttl_ms(FunctionCallInfo fcinfo)
 		ereport(WARNING,
 				(errmsg("stampede ttl is shorter than stampede.lock_timeout (%d ms)",
 						stampede_lock_timeout_ms),
-				 errhint("An entry that expires before a stuck lock would be given up keeps callers waiting for nothing; use a ttl longer than stampede.lock_timeout.")));
+				 errhint("Use a ttl longer than stampede.lock_timeout, so that an entry outlives the lock that guards computing it.")));
 	return ms >= (double) PG_INT64_MAX ? PG_INT64_MAX : (int64) ms;
 }
 

@@ -222,31 +222,27 @@ flight_slot(const StampedeStoreKey *key)
 /* ---- ending flights whatever happens ---- */
 
 /*
- * End the innermost flight this backend leads: record how it ended, store
- * its values unless the key was invalidated meanwhile, and let the waiters
- * go.  Returns whether everything in puts was stored.
+ * End the innermost flight this backend leads: store its values unless the
+ * key was invalidated meanwhile, record how it ended, and let the waiters
+ * go.  Returns how it ended: FLIGHT_DONE becomes FLIGHT_UNCACHEABLE when a
+ * value did not fit in the store.
  */
-static bool
+static FlightState
 flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 		   TimestampTz expires_at)
 {
 	LedFlight  *mine = &led[nled - 1];
 	Flight	   *flight;
-	bool		stored = nputs > 0;
 
 	LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
 	flight = hash_search(flights, &mine->key, HASH_FIND, NULL);
 	if (flight != NULL && flight->gen == mine->gen)
 	{
-		if (flight->invalidated)
-			stored = false;
-		else
+		for (int i = 0; i < nputs && !flight->invalidated; i++)
 		{
-			for (int i = 0; i < nputs; i++)
-				stored &= StampedeStorePut(&puts[i].key, puts[i].data, puts[i].len, expires_at);
+			if (!StampedeStorePut(&puts[i].key, puts[i].data, puts[i].len, expires_at))
+				outcome = FLIGHT_UNCACHEABLE;
 		}
-		if (outcome == FLIGHT_DONE && nputs > 0 && !stored && !flight->invalidated)
-			outcome = FLIGHT_UNCACHEABLE;
 		flight->state = outcome;
 		flight->finished_at = GetCurrentTimestamp();
 		if (edata != NULL)
@@ -260,7 +256,7 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 	LockRelease(&mine->tag, ExclusiveLock, true);
 	nled--;
 	LWLockRelease(flight_shared->lock);
-	return stored;
+	return outcome;
 }
 
 /* Abandon the flights led at nest_level or deeper: a safety net. */
@@ -596,17 +592,19 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 			else if (result.entry != NULL)
 				puts[nputs++] = (FlightPut) {*skey, result.entry, result.entry_len};
 
-			if (!flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
-							puts, nputs, expiry_time(req->ttl_ms)) &&
-				result.entry == NULL)
+			if (flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
+						   puts, nputs, expiry_time(req->ttl_ms)) == FLIGHT_UNCACHEABLE)
 			{
 				StampedeStatsCount(STAT_NOT_STORED);
 				ereport(NOTICE,
 						(errmsg("result of stampede key \"%s\" is too large to cache",
 								req->key),
+						 result.entry == NULL ?
 						 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
-								   stampede_max_entry_size_kb),
-						 errhint("Raise stampede.max_entry_size, or cache a smaller result.")));
+								   stampede_max_entry_size_kb) :
+						 errdetail("Its %zu bytes do not fit in stampede.local_cache_size (%d kB); it was returned but not stored.",
+								   result.entry_len, stampede_local_cache_size_kb),
+						 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
 			}
 		}
 	}
