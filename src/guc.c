@@ -15,6 +15,7 @@
 
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "compat.h"
@@ -78,14 +79,6 @@ StampedeGucInit(void)
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
 
-	DefineCustomIntVariable("stampede.local_cache_size",
-							"Shared memory set aside for the server's local result store.",
-							NULL,
-							&stampede_local_cache_size_kb,
-							64 * 1024, 1024, INT_MAX / 2,
-							PGC_POSTMASTER, GUC_UNIT_KB,
-							NULL, NULL, NULL);
-
 	DefineCustomIntVariable("stampede.max_entry_size",
 							"Largest result that is stored; larger results are returned but not cached.",
 							NULL,
@@ -93,6 +86,19 @@ StampedeGucInit(void)
 							8 * 1024, 1, INT_MAX / 2,
 							PGC_SUSET, GUC_UNIT_KB,
 							NULL, NULL, NULL);
+
+	/*
+	 * The store's size only means something where the store exists, and a
+	 * PGC_POSTMASTER setting cannot be created after server start.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+		DefineCustomIntVariable("stampede.local_cache_size",
+								"Shared memory set aside for the server's local result store.",
+								NULL,
+								&stampede_local_cache_size_kb,
+								64 * 1024, 1024, INT_MAX / 2,
+								PGC_POSTMASTER, GUC_UNIT_KB,
+								NULL, NULL, NULL);
 
 	StampedeReserveGucPrefix("stampede");
 }
