@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds and installs stampede,
+# starts a PostgreSQL with stampede preloaded (and one without, for the
+# not-preloaded case), runs every suite against them, and stops them.
+#
+#   pg_regress     sql/*.sql against expected/*.out: interface, bad input,
+#                  types, rights, store, stats
+#   isolation      test/isolation/specs: leader and waiters interleaved
+#   sessions       test/sessions.py: 50 real sessions, cancel, timeouts,
+#                  terminated leaders, max_wait, databases
+#   not_preloaded  the error and hint without shared_preload_libraries
+#
+# Ends with "N passed, M failed"; exits non-zero unless all passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source test/lib.sh
+
+install_packages
+build_and_install
+
+W=$(make_workdir)
+cleanup() {
+	pg_stop "$W/pg"
+	pg_stop "$W/plain"
+	rm -rf "$W"
+}
+trap cleanup EXIT
+
+log "starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'stampede'"
+pg_start "$W/pg" "shared_preload_libraries = 'stampede'" "stampede.local_cache_size = '8MB'"
+
+passed=0
+failed=0
+# tally FILE: add up the "... ok" and "... FAILED" / "not ok" lines of a suite.
+tally() {
+	local ok bad
+	ok=$(grep -Ec '\.\.\. ok|^ok [0-9]+ ' "$1" || true)
+	bad=$(grep -Ec '\.\.\. FAILED|^not ok [0-9]+ ' "$1" || true)
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+	if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then
+		echo "(no test ran in this suite)"
+		failed=$((failed + 1))
+	fi
+}
+
+log "pg_regress and isolation tests"
+rm -rf results output_iso regression.diffs regression.out
+make -s PG_CONFIG="$PG_CONFIG" installcheck 2>&1 | tee "$W/installcheck.log" || true
+tally "$W/installcheck.log"
+for diffs in regression.diffs output_iso/regression.diffs; do
+	[ -s "$diffs" ] && cat "$diffs"
+done
+
+log "concurrent sessions"
+/usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions.log" || true
+tally "$W/sessions.log"
+
+log "a server without shared_preload_libraries"
+pg_start "$W/plain"
+"$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \
+	--bindir="$PG_BINDIR" --load-extension=stampede --dbname=contrib_regression \
+	not_preloaded 2>&1 | tee "$W/plain.log" || true
+tally "$W/plain.log"
+[ -s "$W/plain-out/regression.diffs" ] && cat "$W/plain-out/regression.diffs"
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

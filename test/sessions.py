@@ -1,0 +1,280 @@
+#!/usr/bin/python3
+"""Tests with real concurrent sessions against a running server (PGHOST,
+PGPORT, PGUSER from the environment, stampede preloaded): one execution for
+fifty callers, waiters that honour cancel and timeouts at once, leaders that
+are cancelled, time out or are terminated, stampede.max_wait, and keys kept
+apart per database.
+
+Sessions are ordered by locks, never by sleeps: a "gate" advisory lock held
+by the test holds a leader's query, and the test watches pg_locks to know
+when a session is waiting.  Prints one 'ok'/'not ok' line a test and a
+closing 'N passed, M failed' line; exits non-zero on any failure."""
+
+import os
+import sys
+import threading
+import time
+import traceback
+
+import psycopg2
+import psycopg2.extensions
+
+STAMPEDE_LOCK_CLASS = 21332  # objsubid of stampede's advisory locks in pg_locks
+GATE = 779                   # the test's own advisory lock
+DEADLINE_S = 30              # no single wait in here may take longer
+RUN = f"{os.getpid()}.{int(time.time())}"  # keys of this run: cold whatever ran before
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def connect(dbname="postgres", **settings):
+    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    conn = psycopg2.connect(dbname=dbname, options=options or None)
+    conn.autocommit = True
+    return conn
+
+
+def one(conn, sql, args=None):
+    """Run sql; its first row, if it returns rows."""
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone() if cur.description else None
+
+
+def wait_until(what, condition):
+    """Poll a condition that another session makes true; fail after DEADLINE_S."""
+    end = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def runs(conn):
+    return one(conn, "SELECT last_value FROM sess_runs")[0]
+
+
+def stat(conn, column):
+    return one(conn, f"SELECT {column} FROM stampede_stats")[0]
+
+
+def waiting_on_stampede(conn, pid):
+    return one(conn, """SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'
+                        AND objsubid = %s AND NOT granted""", (pid, STAMPEDE_LOCK_CLASS))[0] > 0
+
+
+def waiting_on_gate(conn, pid):
+    return one(conn, """SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory'
+                        AND objid = %s AND NOT granted""", (pid, GATE))[0] > 0
+
+
+def stampede_locks(conn, pid=None):
+    return one(conn, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = %s
+                        AND (%s IS NULL OR pid = %s)""", (STAMPEDE_LOCK_CLASS, pid, pid))[0]
+
+
+def gated_query(key):
+    """A call whose query waits for the gate, then counts its execution."""
+    return (f"SELECT * FROM stampede_cached('{key}-{RUN}', $$SELECT nextval('sess_runs') AS run "
+            f"FROM pg_advisory_xact_lock_shared({GATE})$$, '5 minutes') AS t(run bigint)")
+
+
+class Call(threading.Thread):
+    """One session's call in a thread: its rows, or the error it raised, and when."""
+
+    def __init__(self, conn, sql):
+        super().__init__(daemon=True)
+        self.conn, self.sql = conn, sql
+        self.pid = conn.get_backend_pid()
+        self.rows = self.error = self.ended = None
+        self.start()
+
+    def run(self):
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(self.sql)
+                self.rows = cur.fetchall()
+        except psycopg2.Error as e:
+            self.error = e
+        self.ended = time.monotonic()
+
+    def result(self):
+        self.join(DEADLINE_S)
+        if self.is_alive():
+            raise AssertionError(f"session {self.pid} did not return")
+        return self
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+@test
+def fifty_sessions_run_a_cold_key_once(admin):
+    sessions = [connect() for _ in range(50)]
+    before, executions_before = runs(admin), stat(admin, "executions")
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE + 1,))
+    # Each session first waits at a start line, then all call at once.
+    calls = [Call(c, f"""SELECT pg_advisory_lock_shared({GATE + 1}), pg_advisory_unlock_shared({GATE + 1});
+                         SELECT run, g FROM stampede_cached('sess-{RUN}:herd',
+                           $$SELECT run, g FROM (SELECT nextval('sess_runs') AS run FROM pg_sleep(0.2)) s, generate_series(1, 3) g$$,
+                           '5 minutes') AS t(run bigint, g int) ORDER BY g""") for c in sessions]
+    wait_until("50 sessions at the start line", lambda: one(admin, """SELECT count(*) FROM pg_locks
+        WHERE locktype = 'advisory' AND objid = %s AND NOT granted""", (GATE + 1,))[0] == 50)
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE + 1,))
+    results = [c.result() for c in calls]
+    errors = [r.error for r in results if r.error]
+    expect(not errors, f"errors: {errors[:3]}")
+    expect(runs(admin) - before == 1, f"query ran {runs(admin) - before} times, not once")
+    expect(stat(admin, "executions") - executions_before == 1, "stampede_stats counted another number")
+    expect(len({tuple(r.rows) for r in results}) == 1 and len(results[0].rows) == 3,
+           "sessions got different rows")
+    for c in sessions:
+        c.close()
+
+
+@test
+def waiter_honours_statement_timeout_at_once(admin):
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
+    leader = Call(connect(), gated_query("sess:timeout"))
+    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    waiter_conn = connect(statement_timeout="300ms")
+    started = time.monotonic()
+    waiter = Call(waiter_conn, gated_query("sess:timeout")).result()
+    elapsed = waiter.ended - started
+    expect(waiter.error is not None and waiter.error.pgcode == "57014",
+           f"expected 57014, got {waiter.error!r}")
+    expect(elapsed < 1.0, f"statement_timeout of 300 ms took {elapsed:.3f} s")
+    expect(stampede_locks(admin, waiter.pid) == 0, "the waiter left a stampede lock behind")
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(leader.result().error is None, f"leader failed: {leader.error}")
+
+
+@test
+def waiter_honours_cancel_at_once(admin):
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
+    leader = Call(connect(), gated_query("sess:cancel"))
+    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    waiter = Call(connect(), gated_query("sess:cancel"))
+    wait_until("waiter on the leader's lock", lambda: waiting_on_stampede(admin, waiter.pid))
+    cancelled = time.monotonic()
+    one(admin, "SELECT pg_cancel_backend(%s)", (waiter.pid,))
+    waiter.result()
+    expect(waiter.error is not None and waiter.error.pgcode == "57014",
+           f"expected 57014, got {waiter.error!r}")
+    expect(waiter.ended - cancelled < 0.5, f"cancel took {waiter.ended - cancelled:.3f} s")
+    expect(stampede_locks(admin, waiter.pid) == 0, "the waiter left a stampede lock behind")
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(leader.result().error is None, f"leader failed: {leader.error}")
+
+
+@test
+def terminated_leader_is_taken_over(admin):
+    before = runs(admin)
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
+    leader = Call(connect(), gated_query("sess:terminate"))
+    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    waiter = Call(connect(), gated_query("sess:terminate"))
+    wait_until("waiter on the leader's lock", lambda: waiting_on_stampede(admin, waiter.pid))
+    one(admin, "SELECT pg_terminate_backend(%s)", (leader.pid,))
+    # The waiter leads now: it runs the query, which waits at the gate.
+    wait_until("the waiter leading", lambda: waiting_on_gate(admin, waiter.pid))
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    waiter.result()
+    expect(waiter.error is None, f"waiter failed: {waiter.error}")
+    expect(runs(admin) - before == 1, f"query ran {runs(admin) - before} times")
+    expect(stampede_locks(admin) == 0, "a stampede lock was left behind")
+
+
+@test
+def leader_statement_timeout_is_not_handed_on(admin):
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
+    leader = Call(connect(statement_timeout="400ms"), gated_query("sess:leader-timeout"))
+    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    waiter = Call(connect(), gated_query("sess:leader-timeout"))
+    wait_until("waiter leading after the timeout", lambda: waiting_on_gate(admin, waiter.pid))
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(leader.result().error is not None and leader.error.pgcode == "57014",
+           f"leader: expected 57014, got {leader.error!r}")
+    expect(waiter.result().error is None, f"waiter got {waiter.error!r}")
+
+
+@test
+def max_wait_with_error_raises_55P03(admin):
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
+    leader = Call(connect(), gated_query("sess:max-wait-error"))
+    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    timeouts = stat(admin, "timeouts")
+    started = time.monotonic()
+    waiter = Call(connect(**{"stampede.max_wait": "200ms", "stampede.wait_timeout_action": "error"}),
+                  gated_query("sess:max-wait-error")).result()
+    expect(waiter.error is not None and waiter.error.pgcode == "55P03",
+           f"expected 55P03, got {waiter.error!r}")
+    expect(0.15 < waiter.ended - started < 1.0, f"returned after {waiter.ended - started:.3f} s")
+    expect(stat(admin, "timeouts") == timeouts + 1, "timeout not counted")
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(leader.result().error is None, f"leader failed: {leader.error}")
+
+
+@test
+def max_wait_with_execute_runs_the_query_itself(admin):
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
+    leader = Call(connect(), gated_query("sess:max-wait-execute"))
+    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    waiter = Call(connect(**{"stampede.max_wait": "200ms"}), gated_query("sess:max-wait-execute"))
+    # Past max_wait, the waiter runs the query itself and reaches the gate too.
+    wait_until("the waiter running the query", lambda: waiting_on_gate(admin, waiter.pid))
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(leader.result().error is None and waiter.result().error is None,
+           f"errors: {leader.error!r} {waiter.error!r}")
+    expect(leader.rows != waiter.rows, "the waiter did not run the query itself")
+
+
+@test
+def keys_are_kept_apart_per_database(admin):
+    one(admin, "DROP DATABASE IF EXISTS sess_other")
+    one(admin, "CREATE DATABASE sess_other")
+    other = connect("sess_other")
+    one(other, "CREATE EXTENSION stampede")
+    sql = f"SELECT * FROM stampede_cached('sess-{RUN}:db', 'SELECT current_database()::text AS db', '5 minutes') AS t(db text)"
+    here, there = one(admin, sql)[0], one(other, sql)[0]
+    other.close()
+    one(admin, "DROP DATABASE sess_other")
+    expect((here, there) == ("postgres", "sess_other"), f"got {here!r} and {there!r}")
+
+
+@test
+def no_stampede_lock_is_left_behind(admin):
+    expect(stampede_locks(admin) == 0, f"{stampede_locks(admin)} stampede locks remain")
+
+
+def main():
+    admin = connect()
+    one(admin, "CREATE EXTENSION IF NOT EXISTS stampede")
+    one(admin, "DROP SEQUENCE IF EXISTS sess_runs")
+    one(admin, "CREATE SEQUENCE sess_runs")
+    one(admin, "SELECT nextval('sess_runs')")  # so that last_value counts from here
+    passed = failed = 0
+    for n, fn in enumerate(TESTS, 1):
+        try:
+            fn(admin)
+            print(f"ok {n} - {fn.__name__}")
+            passed += 1
+        except Exception:
+            print(f"not ok {n} - {fn.__name__}")
+            traceback.print_exc(file=sys.stdout)
+            failed += 1
+            # Leave the next test a clean start.
+            one(admin, "SELECT pg_advisory_unlock_all()")
+    print(f"sessions: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
