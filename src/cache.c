@@ -97,12 +97,14 @@ static void
 prepare_request(FunctionCallInfo fcinfo, StampedeRequest *req, StampedeKind kind)
 {
 	text	   *key = checked_key(fcinfo);
+	text	   *query;
 
 	require_arg(fcinfo, 1, "query");
+	query = PG_GETARG_TEXT_PP(1);
 	memset(req, 0, sizeof(*req));
-	req->key = text_to_cstring(key);
-	req->keylen = strlen(req->key);
-	req->query = StampedeCheckQuery(text_to_cstring(PG_GETARG_TEXT_PP(1)));
+	req->key = VARDATA_ANY(key);
+	req->keylen = VARSIZE_ANY_EXHDR(key);
+	req->query = StampedeCheckQuery(VARDATA_ANY(query), VARSIZE_ANY_EXHDR(query));
 	req->ttl_ms = checked_ttl_ms(fcinfo);
 	req->kind = kind;
 	require_shared_memory();
@@ -147,15 +149,16 @@ cached_rows(FunctionCallInfo fcinfo, bool typed)
 	}
 
 	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	req.outdesc = CreateTupleDescCopy(outdesc);
+	req.outdesc = outdesc;
 	req.tupstore = tuplestore_begin_heap(false, false, work_mem);
 	MemoryContextSwitchTo(oldcxt);
 
 	StampedeServe(&req);
 
+	/* The rows are of the expected type: no setDesc to check or free. */
 	rsinfo->returnMode = SFRM_Materialize;
 	rsinfo->setResult = req.tupstore;
-	rsinfo->setDesc = req.outdesc;
+	rsinfo->setDesc = NULL;
 	return (Datum) 0;
 }
 

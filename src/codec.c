@@ -397,11 +397,113 @@ StampedeEntryTupleDesc(const StampedeEntry *entry)
 }
 
 /*
- * Rebuild each row as a MinimalTuple and put it in the tuplestore.  With a
- * conversion map (the caller's row type has dropped columns), each row is
- * converted; without one, the rows go in as they are.  Returns false if
- * the rows are damaged; rows already put in stay there, so the caller must
- * then discard the tuplestore.
+ * One stored row, seen as a tuple slot that can do exactly one thing: make a
+ * MinimalTuple copy of itself.  That is all tuplestore_puttupleslot asks of a
+ * slot, so a hit builds each row once, straight into the tuplestore's
+ * memory: header written there, data copied there, no value touched.
+ */
+typedef struct RowSlot
+{
+	TupleTableSlot base;
+	int			natts;
+	uint16		infomask;
+	const char *bitmap;
+	Size		nullbytes;
+	const char *data;
+	uint32		datalen;
+} RowSlot;
+
+static MinimalTuple
+row_to_minimal_tuple(const RowSlot *row)
+{
+	Size		hoff = MAXALIGN(SizeofMinimalTupleHeader + row->nullbytes);
+	MinimalTuple mtup = palloc(hoff + row->datalen);
+
+	/*
+	 * The same header heap_form_minimal_tuple would write.  t_infomask2 is
+	 * assigned, not read-modify-written as HeapTupleHeaderSetNatts does: a
+	 * read right after the memset stalls the store buffer on every row.
+	 */
+	memset(mtup, 0, hoff);
+	mtup->t_len = hoff + row->datalen;
+	mtup->t_infomask2 = (uint16) row->natts;
+	mtup->t_infomask = row->infomask;
+	mtup->t_hoff = hoff + MINIMAL_TUPLE_OFFSET;
+	memcpy(mtup->t_bits, row->bitmap, row->nullbytes);
+	memcpy((char *) mtup + hoff, row->data, row->datalen);
+	return mtup;
+}
+
+static MinimalTuple
+rowslot_copy_minimal_tuple(TupleTableSlot *slot)
+{
+	return row_to_minimal_tuple((RowSlot *) slot);
+}
+
+static void
+rowslot_noop(TupleTableSlot *slot)
+{
+}
+
+static void
+rowslot_clear(TupleTableSlot *slot)
+{
+	slot->tts_nvalid = 0;
+	slot->tts_flags |= TTS_FLAG_EMPTY;
+}
+
+static void
+rowslot_unsupported(void)
+{
+	elog(ERROR, "a stampede row slot only copies itself into a tuplestore");
+}
+
+static void
+rowslot_getsomeattrs(TupleTableSlot *slot, int natts)
+{
+	rowslot_unsupported();
+}
+
+static Datum
+rowslot_getsysattr(TupleTableSlot *slot, int attnum, bool *isnull)
+{
+	rowslot_unsupported();
+	return (Datum) 0;
+}
+
+static void
+rowslot_copyslot(TupleTableSlot *dstslot, TupleTableSlot *srcslot)
+{
+	rowslot_unsupported();
+}
+
+static HeapTuple
+rowslot_copy_heap_tuple(TupleTableSlot *slot)
+{
+	rowslot_unsupported();
+	return NULL;
+}
+
+static const TupleTableSlotOps TTSOpsStampedeRow = {
+	.base_slot_size = sizeof(RowSlot),
+	.init = rowslot_noop,
+	.release = rowslot_noop,
+	.clear = rowslot_clear,
+	.getsomeattrs = rowslot_getsomeattrs,
+	.getsysattr = rowslot_getsysattr,
+	.materialize = rowslot_noop,
+	.copyslot = rowslot_copyslot,
+	.get_heap_tuple = NULL,
+	.get_minimal_tuple = NULL,
+	.copy_heap_tuple = rowslot_copy_heap_tuple,
+	.copy_minimal_tuple = rowslot_copy_minimal_tuple,
+};
+
+/*
+ * Put the entry's rows in the tuplestore; with a conversion map (the caller's
+ * row type has dropped columns), convert each.  False if the rows are
+ * damaged: rows already put stay there, so the caller must then discard the
+ * tuplestore.
  */
 bool
 StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
@@ -410,78 +512,53 @@ StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
 	const char *p = entry->rows;
 	const char *end = entry->data + entry->len;
 	Size		bitmaplen = BITMAPLEN(entry->natts);
-	Size		scratch_size = 1024;
-	char	   *scratch = palloc(scratch_size);
-	TupleTableSlot *slot = NULL;
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(outdesc, &TTSOpsStampedeRow);
+	RowSlot    *row = (RowSlot *) slot;
 	bool		ok = true;
 
-	if (map == NULL)
-		slot = MakeSingleTupleTableSlot(outdesc, &TTSOpsMinimalTuple);
-
+	row->natts = entry->natts;
 	for (uint64 i = 0; i < entry->nrows; i++)
 	{
-		uint32		datalen;
 		uint8		flags;
-		Size		nullbytes;
-		Size		hoff;
-		Size		tuplen;
-		MinimalTuple mtup;
 
 		if (end - p < ROW_HEADER_SIZE)
 		{
 			ok = false;
 			break;
 		}
-		datalen = get_u32(p);
+		row->datalen = get_u32(p);
 		flags = (uint8) p[4];
-		p += ROW_HEADER_SIZE;
-		nullbytes = (flags & ROW_HASNULL) ? bitmaplen : 0;
-		if ((Size) (end - p) < nullbytes || (Size) (end - p) - nullbytes < datalen)
+		row->nullbytes = (flags & ROW_HASNULL) ? bitmaplen : 0;
+		if ((Size) (end - p - ROW_HEADER_SIZE) < row->nullbytes ||
+			(Size) (end - p - ROW_HEADER_SIZE) - row->nullbytes < row->datalen)
 		{
 			ok = false;
 			break;
 		}
-
-		/* The same header heap_form_minimal_tuple would write. */
-		hoff = MAXALIGN(SizeofMinimalTupleHeader + nullbytes);
-		tuplen = hoff + datalen;
-		if (tuplen > scratch_size)
-		{
-			scratch_size = Max(tuplen, scratch_size * 2);
-			scratch = repalloc(scratch, scratch_size);
-		}
-		mtup = (MinimalTuple) scratch;
-		memset(mtup, 0, hoff);
-		mtup->t_len = tuplen;
-		HeapTupleHeaderSetNatts(mtup, entry->natts);
-		mtup->t_infomask = ((flags & ROW_HASNULL) ? HEAP_HASNULL : 0) |
+		row->infomask = ((flags & ROW_HASNULL) ? HEAP_HASNULL : 0) |
 			((flags & ROW_HASVARWIDTH) ? HEAP_HASVARWIDTH : 0);
-		mtup->t_hoff = hoff + MINIMAL_TUPLE_OFFSET;
-		memcpy(mtup->t_bits, p, nullbytes);
-		p += nullbytes;
-		memcpy(scratch + hoff, p, datalen);
-		p += datalen;
+		row->bitmap = p + ROW_HEADER_SIZE;
+		row->data = row->bitmap + row->nullbytes;
+		p = row->data + row->datalen;
 
 		if (map == NULL)
 		{
-			ExecStoreMinimalTuple(mtup, slot, false);
+			slot->tts_flags &= ~TTS_FLAG_EMPTY;
 			tuplestore_puttupleslot(tupstore, slot);
 		}
 		else
 		{
+			/* Converting deforms the row, which needs it aligned. */
+			MinimalTuple mtup = row_to_minimal_tuple(row);
 			HeapTuple	htup = heap_tuple_from_minimal_tuple(mtup);
 			HeapTuple	converted = execute_attr_map_tuple(htup, map);
 
 			tuplestore_puttuple(tupstore, converted);
 			heap_freetuple(converted);
 			heap_freetuple(htup);
+			pfree(mtup);
 		}
 	}
-	if (ok && p != end)
-		ok = false;
-
-	if (slot)
-		ExecDropSingleTupleTableSlot(slot);
-	pfree(scratch);
-	return ok;
+	ExecDropSingleTupleTableSlot(slot);
+	return ok && p == end;
 }

@@ -73,4 +73,11 @@
 	(MaxConnections + autovacuum_max_workers + 1 + max_worker_processes + max_wal_senders)
 #endif
 
+/* PG 17 names a backend's PGPROC slot MyProcNumber; before, MyProc->pgprocno. */
+#if PG_VERSION_NUM >= 170000
+#define StampedeMyProcNumber() (MyProcNumber)
+#else
+#define StampedeMyProcNumber() (MyProc->pgprocno)
+#endif
+
 #endif							/* STAMPEDE_COMPAT_H */

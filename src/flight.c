@@ -460,6 +460,13 @@ flight_outcome(const StampedeStoreKey *key, uint32 gen, FlightError *error)
 
 /* ---- serving ---- */
 
+/* The key is not NUL-terminated: messages get a terminated copy. */
+static char *
+key_for_message(const StampedeRequest *req)
+{
+	return pnstrdup(req->key, req->keylen);
+}
+
 static bool
 serve_entry(StampedeRequest *req, const StampedeEntry *entry)
 {
@@ -598,7 +605,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 				StampedeStatsCount(STAT_NOT_STORED);
 				ereport(NOTICE,
 						(errmsg("result of stampede key \"%s\" is too large to cache",
-								req->key),
+								key_for_message(req)),
 						 result.entry == NULL ?
 						 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
 								   stampede_max_entry_size_kb) :
@@ -640,7 +647,7 @@ raise_leaders_error(const StampedeRequest *req, const FlightError *error)
 			 error->detail ? errdetail_internal("%s", error->detail) : 0,
 			 error->hint ? errhint("%s", error->hint) : 0,
 			 errcontext("stampede key \"%s\": raised by the query run for it by process %d",
-						req->key, error->leader_pid)));
+						key_for_message(req), error->leader_pid)));
 }
 
 /*
@@ -661,7 +668,6 @@ StampedeServe(StampedeRequest *req)
 	skey.roleid = InvalidOid;
 	skey.hash = key_hash(req->kind, req->key, req->keylen);
 
-	StampedeStatsCount(STAT_REQUESTS);
 	served = serve_from_store(req, &skey);
 	if (served == SERVE_SERVED)
 	{
@@ -705,7 +711,7 @@ StampedeServe(StampedeRequest *req)
 				ereport(ERROR,
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 						 errmsg("timed out waiting for another session to compute stampede key \"%s\"",
-								req->key),
+								key_for_message(req)),
 						 errdetail("stampede.max_wait (%d ms) passed.", stampede_max_wait_ms),
 						 errhint("Raise stampede.max_wait, or set stampede.wait_timeout_action to 'execute'.")));
 			run_uncached(req);

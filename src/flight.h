@@ -25,7 +25,7 @@ typedef enum StampedeKind
 /* One call: where its rows go, and what to run when nobody has them. */
 typedef struct StampedeRequest
 {
-	const char *key;
+	const char *key;			/* keylen bytes, not NUL-terminated */
 	int			keylen;
 	const char *query;			/* one checked statement */
 	int64		ttl_ms;

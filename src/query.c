@@ -51,6 +51,7 @@
  * for parsing it each time.
  */
 static char *checked_query = NULL;
+static int	checked_query_len = -1;
 static char *checked_statement = NULL;
 
 static void
@@ -64,22 +65,25 @@ reject_query(const char *why, const char *what)
 }
 
 /*
- * Check that query is one statement that only reads and returns rows, and
- * return that statement's text alone (no trailing semicolon or comment), so
- * that it can be wrapped.  Raises the error that says what is wrong.
+ * Check that the query text (querylen bytes, not NUL-terminated) is one
+ * statement that only reads and returns rows, and return that statement's
+ * text alone (no trailing semicolon or comment), so that it can be wrapped.
+ * Raises the error that says what is wrong.
  */
 char *
-StampedeCheckQuery(const char *query)
+StampedeCheckQuery(const char *querytext, int querylen)
 {
 	List	   *parsetree;
 	RawStmt    *raw;
 	SelectStmt *select;
 	int			len;
 	MemoryContext oldcxt;
+	char	   *query;
 
-	if (checked_query != NULL && strcmp(checked_query, query) == 0)
+	if (querylen == checked_query_len && memcmp(checked_query, querytext, querylen) == 0)
 		return checked_statement;
 
+	query = pnstrdup(querytext, querylen);
 	parsetree = pg_parse_query(query);
 	if (parsetree == NIL)
 		ereport(ERROR,
@@ -119,9 +123,11 @@ StampedeCheckQuery(const char *query)
 	{
 		pfree(checked_query);
 		pfree(checked_statement);
+		checked_query_len = -1;
 	}
 	checked_statement = pnstrdup(query + raw->stmt_location, len);
-	checked_query = pstrdup(query);
+	checked_query = pnstrdup(querytext, querylen);
+	checked_query_len = querylen;
 	MemoryContextSwitchTo(oldcxt);
 	return checked_statement;
 }

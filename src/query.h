@@ -26,7 +26,7 @@ typedef struct StampedeRunResult
 	uint64		nrows;
 } StampedeRunResult;
 
-extern char *StampedeCheckQuery(const char *query);
+extern char *StampedeCheckQuery(const char *querytext, int querylen);
 extern void StampedeRunQuery(const char *query, const char *key, int keylen,
 							 TupleDesc outdesc, Tuplestorestate *tupstore,
 							 Size entry_limit, StampedeRunResult *result);

@@ -12,9 +12,9 @@
 
 typedef enum StampedeCounter
 {
-	STAT_REQUESTS,				/* calls that asked for a key */
 	STAT_HITS,					/* answered from the store without waiting */
-	STAT_MISSES,				/* not in the store at first look */
+	STAT_MISSES,				/* not in the store at first look; requests
+								 * are hits + misses, so a hit pays one add */
 	STAT_EXECUTIONS,			/* the query really ran */
 	STAT_LOCK_WAITS,			/* calls that waited for another's execution */
 	STAT_WAIT_TIME_US,			/* time spent in those waits */

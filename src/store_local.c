@@ -33,6 +33,7 @@
 #define NO_CHUNK			(-1)
 #define BYTES_PER_ENTRY_SLOT 2048	/* one hash slot per this much store */
 #define EVICT_SLACK_DIVISOR 64	/* evict 1/64 more than asked, to batch */
+#define LAST_USED_GRANULARITY_US 1000	/* LRU order finer than this is noise */
 
 typedef struct StoreEntry
 {
@@ -267,7 +268,10 @@ StampedeStoreGet(const StampedeStoreKey *key, Size *len)
 			chunk = store->next[chunk];
 		}
 		*len = entry->len;
-		pg_atomic_write_u64(&entry->last_used, (uint64) now);
+		/* Stamp the use only now and then: a write on every hit would
+		 * bounce the entry's cache line between the cores reading it. */
+		if ((uint64) now - pg_atomic_read_u64(&entry->last_used) > LAST_USED_GRANULARITY_US)
+			pg_atomic_write_u64(&entry->last_used, (uint64) now);
 	}
 	LWLockRelease(store->lock);
 	return copy;
