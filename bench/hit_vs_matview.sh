@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Hit throughput: how fast a warm stampede key serves a 100-row result,
+# against the same 100 rows read from a materialized view (A), and from a
+# hand-written PL/pgSQL cache in an unlogged table (C).
+#
+# pgbench runs A, B, C in turn, several rounds, so that drift in the
+# machine's load falls on all three alike.  Uses PGHOST/PGPORT/PGDATABASE.
+#
+# --mode is pgbench's query protocol: "prepared" (parsed and planned once per
+# connection, as most applications run a hot query) or "simple" (parsed every
+# time, which costs stampede_cached more: its call and column list are longer
+# to parse and analyze than "SELECT * FROM mv_top").
+#
+#   bench/hit_vs_matview.sh [--duration SECONDS] [--rounds N] [--clients N] [--mode prepared|simple]
+set -euo pipefail
+
+duration=10
+rounds=3
+clients=8
+mode=prepared
+while [ $# -gt 0 ]; do
+	case $1 in
+	--duration) duration=$2 ;;
+	--rounds) rounds=$2 ;;
+	--clients) clients=$2 ;;
+	--mode) mode=$2 ;;
+	*)
+		echo "usage: $0 [--duration SECONDS] [--rounds N] [--clients N] [--mode prepared|simple]" >&2
+		exit 2
+		;;
+	esac
+	shift 2
+done
+
+PGBENCH=/usr/lib/postgresql/15/bin/pgbench
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+query='SELECT id, name, total FROM products ORDER BY total DESC LIMIT 100'
+
+psql -q -v ON_ERROR_STOP=1 <<SQL
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS stampede;
+DROP MATERIALIZED VIEW IF EXISTS mv_top;
+DROP TABLE IF EXISTS products, cache_table CASCADE;
+
+-- 7919 is invertible modulo the prime 1000003: every total differs, so the
+-- top 100 have one order.
+CREATE TABLE products (id int PRIMARY KEY, name text, total bigint);
+INSERT INTO products
+SELECT g, 'product ' || g, (g::bigint * 7919) % 1000003 FROM generate_series(1, 10000) g;
+ANALYZE products;
+
+CREATE MATERIALIZED VIEW mv_top AS $query;
+
+-- What one might write by hand instead of stampede.
+CREATE UNLOGGED TABLE cache_table (key text PRIMARY KEY, value jsonb, expires timestamptz);
+
+CREATE OR REPLACE FUNCTION hand_cached(k text, query text, ttl interval)
+RETURNS SETOF products LANGUAGE plpgsql AS \$\$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT value INTO v FROM cache_table WHERE key = k AND expires > now();
+    IF NOT FOUND THEN
+        PERFORM pg_advisory_xact_lock(hashtext(k));
+        -- Another session may have filled it while we waited for the lock.
+        SELECT value INTO v FROM cache_table WHERE key = k AND expires > now();
+        IF NOT FOUND THEN
+            EXECUTE format('SELECT coalesce(jsonb_agg(q), ''[]'') FROM (%s) q', query) INTO v;
+            INSERT INTO cache_table VALUES (k, v, now() + ttl)
+                ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, expires = EXCLUDED.expires;
+        END IF;
+    END IF;
+    RETURN QUERY SELECT * FROM jsonb_populate_recordset(NULL::products, v);
+END \$\$;
+SQL
+
+echo "SELECT * FROM mv_top;" >"$tmp/A.sql"
+echo "SELECT * FROM stampede_cached('top100', \$\$$query\$\$, '1 hour') AS t(id int, name text, total bigint);" >"$tmp/B.sql"
+echo "SELECT * FROM hand_cached('top100', \$\$$query\$\$, '1 hour');" >"$tmp/C.sql"
+
+# Warm both caches, and check that all three return the same rows in the same order.
+for s in A B C; do
+	psql -X -A -t -v ON_ERROR_STOP=1 -f "$tmp/$s.sql" >"$tmp/$s.out"
+done
+for s in B C; do
+	if ! cmp -s "$tmp/A.out" "$tmp/$s.out"; then
+		echo "FAIL: $s returns other rows than A"
+		exit 1
+	fi
+done
+[ "$(wc -l <"$tmp/A.out")" -eq 100 ] || { echo "FAIL: A returns $(wc -l <"$tmp/A.out") rows, not 100"; exit 1; }
+
+stampede_counters() {
+	psql -X -A -t -F ' ' -c 'SELECT requests, hits, executions FROM stampede_stats'
+}
+
+# tps of one pgbench run of script $1.
+tps() {
+	timeout $((duration + 60)) "$PGBENCH" -n -M "$mode" -c "$clients" -j 2 -T "$duration" -f "$tmp/$1.sql" \
+		>"$tmp/pgbench.out" 2>&1 || { cat "$tmp/pgbench.out" >&2; return 1; }
+	awk '/^tps = .*without initial connection time/ { print $3 }' "$tmp/pgbench.out"
+}
+
+echo "pgbench -n -M $mode -c $clients -j 2 -T $duration, $rounds rounds of A, B, C"
+echo "  A = SELECT * FROM mv_top"
+echo "  B = stampede_cached('top100', ...) warm"
+echo "  C = hand_cached('top100', ...): PL/pgSQL, unlogged table, jsonb"
+read -r req0 hits0 exec0 < <(stampede_counters)
+declare -A sum=([A]=0 [B]=0 [C]=0)
+for ((r = 1; r <= rounds; r++)); do
+	line="round $r:"
+	for s in A B C; do
+		t=$(tps "$s")
+		sum[$s]=$(awk -v a="${sum[$s]}" -v b="$t" 'BEGIN { print a + b }')
+		line+=$(printf '  %s %9.1f tps' "$s" "$t")
+	done
+	echo "$line"
+done
+read -r req1 hits1 exec1 < <(stampede_counters)
+
+awk -v a="${sum[A]}" -v b="${sum[B]}" -v c="${sum[C]}" -v n="$rounds" 'BEGIN {
+	printf "\n%-34s %10s %10s\n", "scenario", "mean tps", "ratio to A"
+	printf "%-34s %10.1f %10s\n", "A materialized view", a / n, "1.00"
+	printf "%-34s %10.1f %10.2f\n", "B stampede_cached (hit)", b / n, b / a
+	printf "%-34s %10.1f %10.2f\n", "C hand-written PL/pgSQL cache", c / n, c / a
+}'
+echo "stampede_stats during the runs: requests $((req1 - req0)), hits $((hits1 - hits0)), executions $((exec1 - exec0))"
+
+status=0
+if awk -v a="${sum[A]}" -v b="${sum[B]}" 'BEGIN { exit !(b / a >= 1.0) }'; then
+	echo "PASS ($mode): B/A >= 1.0"
+else
+	echo "FAIL ($mode): B/A < 1.0"
+	status=1
+fi
+if [ $((exec1 - exec0)) -ne 0 ] || [ $((req1 - req0)) -ne $((hits1 - hits0)) ]; then
+	echo "FAIL: B was not served from the cache alone"
+	status=1
+fi
+exit $status

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every stampede benchmark against one throwaway cluster and prints the
+# figures.  Each figure is measured side by side with its baseline in the
+# same run, since other clusters may share the machine and make absolute
+# numbers noisy.
+#
+#   bash bench/run.sh            full run (a few minutes)
+#   bash bench/run.sh --quick    smoke test: few trials, short pgbench runs
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+# shellcheck source=test/lib.sh
+. test/lib.sh
+
+quick=0
+case "${1:-}" in
+'') ;;
+--quick) quick=1 ;;
+*)
+	echo "usage: $0 [--quick]" >&2
+	exit 2
+	;;
+esac
+
+install_packages
+
+workdir=$(make_workdir)
+trap 'pg_stop "$workdir/pg"; rm -rf "$workdir"' EXIT
+
+log "benchmarking $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(
+	git diff --quiet HEAD -- src sql Makefile 2>/dev/null || echo ' + uncommitted changes')"
+build_and_install
+
+pg_start "$workdir/pg" "shared_preload_libraries = 'stampede'" "max_connections = 250"
+createdb bench
+export PGDATABASE=bench
+psql -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION stampede'
+
+if [ "$quick" = 1 ]; then
+	cold_opts=(--trials 3)
+	hit_opts=(--duration 2 --rounds 1)
+else
+	cold_opts=()
+	hit_opts=()
+fi
+
+# Run them all even when one fails, and say which failed at the end.
+failed=()
+log "cold key: the thundering herd"
+/usr/bin/python3 bench/cold_key.py "${cold_opts[@]}" || failed+=(cold_key)
+for mode in prepared simple; do
+	log "hit throughput: stampede vs materialized view, $mode protocol"
+	bash bench/hit_vs_matview.sh --mode "$mode" "${hit_opts[@]}" || failed+=("hit_vs_matview/$mode")
+done
+log "memory per entry"
+/usr/bin/python3 bench/entry_size.py || failed+=(entry_size)
+
+if [ ${#failed[@]} -gt 0 ]; then
+	log "FAILED: ${failed[*]}"
+	exit 1
+fi
+log "all benchmarks passed"
