@@ -3,11 +3,11 @@ EXTENSION    = stampede
 EXTVERSION   = 0.1
 MODULE_big   = stampede
 OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/store_local.o \
-               src/query.o src/flight.o src/cache.o
+               src/query.o src/flight.o src/cache.o src/scan.o
 DATA         = sql/stampede--$(EXTVERSION).sql
 PGFILEDESC   = "stampede - query-result cache with single flight"
 
-REGRESS      = setup basic typed_jsonb bad_input types security store stats
+REGRESS      = setup basic typed_jsonb scan bad_input types security store stats
 REGRESS_OPTS = --inputdir=. --load-extension=stampede
 ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=stampede

@@ -16,6 +16,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
+#include "cache.h"
 #include "flight.h"
 #include "guc.h"
 #include "query.h"
@@ -36,22 +37,22 @@ require_shared_memory(void)
 }
 
 static void
-require_arg(FunctionCallInfo fcinfo, int argno, const char *name)
+require_arg(bool isnull, const char *name)
 {
-	if (PG_ARGISNULL(argno))
+	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("stampede %s must not be null", name)));
 }
 
 static text *
-checked_key(FunctionCallInfo fcinfo)
+checked_key(Datum value, bool isnull)
 {
 	text	   *key;
 	int			keylen;
 
-	require_arg(fcinfo, 0, "key");
-	key = PG_GETARG_TEXT_PP(0);
+	require_arg(isnull, "key");
+	key = DatumGetTextPP(value);
 	keylen = VARSIZE_ANY_EXHDR(key);
 	if (keylen == 0)
 		ereport(ERROR,
@@ -68,13 +69,13 @@ checked_key(FunctionCallInfo fcinfo)
 
 /* The ttl in milliseconds, months counted as 30 days as in date arithmetic. */
 static int64
-checked_ttl_ms(FunctionCallInfo fcinfo)
+checked_ttl_ms(Datum value, bool isnull)
 {
 	Interval   *ttl;
 	double		ms;
 
-	require_arg(fcinfo, 2, "ttl");
-	ttl = PG_GETARG_INTERVAL_P(2);
+	require_arg(isnull, "ttl");
+	ttl = DatumGetIntervalP(value);
 	ms = (double) ttl->time / 1000.0 +
 		((double) ttl->day + (double) ttl->month * DAYS_PER_MONTH) * SECS_PER_DAY * 1000.0;
 	if (ms <= 0)
@@ -92,22 +93,40 @@ checked_ttl_ms(FunctionCallInfo fcinfo)
 	return ms >= (double) PG_INT64_MAX ? PG_INT64_MAX : (int64) ms;
 }
 
-/* Fill req from the common (key, query, ttl) arguments. */
-static void
-prepare_request(FunctionCallInfo fcinfo, StampedeRequest *req, StampedeKind kind)
+/*
+ * Fill req from the (key, query, ttl) arguments: the SQL functions' and the
+ * custom scan's alike.
+ */
+void
+StampedeRequestFromArgs(StampedeRequest *req, const Datum *args, const bool *nulls,
+						StampedeKind kind)
 {
-	text	   *key = checked_key(fcinfo);
+	text	   *key = checked_key(args[0], nulls[0]);
 	text	   *query;
 
-	require_arg(fcinfo, 1, "query");
-	query = PG_GETARG_TEXT_PP(1);
+	require_arg(nulls[1], "query");
+	query = DatumGetTextPP(args[1]);
 	memset(req, 0, sizeof(*req));
 	req->key = VARDATA_ANY(key);
 	req->keylen = VARSIZE_ANY_EXHDR(key);
 	req->query = StampedeCheckQuery(VARDATA_ANY(query), VARSIZE_ANY_EXHDR(query));
-	req->ttl_ms = checked_ttl_ms(fcinfo);
+	req->ttl_ms = checked_ttl_ms(args[2], nulls[2]);
 	req->kind = kind;
 	require_shared_memory();
+}
+
+static void
+prepare_request(FunctionCallInfo fcinfo, StampedeRequest *req, StampedeKind kind)
+{
+	Datum		args[3];
+	bool		nulls[3];
+
+	for (int i = 0; i < 3; i++)
+	{
+		args[i] = PG_GETARG_DATUM(i);
+		nulls[i] = PG_ARGISNULL(i);
+	}
+	StampedeRequestFromArgs(req, args, nulls, kind);
 }
 
 /*
@@ -214,7 +233,7 @@ PG_FUNCTION_INFO_V1(stampede_invalidate);
 Datum
 stampede_invalidate(PG_FUNCTION_ARGS)
 {
-	text	   *key = checked_key(fcinfo);
+	text	   *key = checked_key(PG_GETARG_DATUM(0), PG_ARGISNULL(0));
 
 	require_shared_memory();
 	PG_RETURN_BOOL(StampedeInvalidate(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));

@@ -413,11 +413,17 @@ typedef struct RowSlot
 	uint32		datalen;
 } RowSlot;
 
-static MinimalTuple
-row_to_minimal_tuple(const RowSlot *row)
+static inline Size
+row_minimal_tuple_size(const RowSlot *row)
+{
+	return MAXALIGN(SizeofMinimalTupleHeader + row->nullbytes) + row->datalen;
+}
+
+/* Write a row as a MinimalTuple at mtup (MAXALIGNed, row_minimal_tuple_size). */
+static void
+row_write_minimal_tuple(const RowSlot *row, MinimalTuple mtup)
 {
 	Size		hoff = MAXALIGN(SizeofMinimalTupleHeader + row->nullbytes);
-	MinimalTuple mtup = palloc(hoff + row->datalen);
 
 	/*
 	 * The same header heap_form_minimal_tuple would write.  t_infomask2 is
@@ -431,7 +437,43 @@ row_to_minimal_tuple(const RowSlot *row)
 	mtup->t_hoff = hoff + MINIMAL_TUPLE_OFFSET;
 	memcpy(mtup->t_bits, row->bitmap, row->nullbytes);
 	memcpy((char *) mtup + hoff, row->data, row->datalen);
+}
+
+static MinimalTuple
+row_to_minimal_tuple(const RowSlot *row)
+{
+	MinimalTuple mtup = palloc(row_minimal_tuple_size(row));
+
+	row_write_minimal_tuple(row, mtup);
 	return mtup;
+}
+
+/*
+ * Read the row at *p into row and move *p past it.  False when the bytes do
+ * not hold a whole row.
+ */
+static bool
+next_row(const StampedeEntry *entry, const char **p, RowSlot *row)
+{
+	const char *end = entry->data + entry->len;
+	uint8		flags;
+	Size		left;
+
+	if (end - *p < ROW_HEADER_SIZE)
+		return false;
+	row->natts = entry->natts;
+	row->datalen = get_u32(*p);
+	flags = (uint8) (*p)[4];
+	row->nullbytes = (flags & ROW_HASNULL) ? BITMAPLEN(entry->natts) : 0;
+	left = end - *p - ROW_HEADER_SIZE;
+	if (left < row->nullbytes || left - row->nullbytes < row->datalen)
+		return false;
+	row->infomask = ((flags & ROW_HASNULL) ? HEAP_HASNULL : 0) |
+		((flags & ROW_HASVARWIDTH) ? HEAP_HASVARWIDTH : 0);
+	row->bitmap = *p + ROW_HEADER_SIZE;
+	row->data = row->bitmap + row->nullbytes;
+	*p = row->data + row->datalen;
+	return true;
 }
 
 static MinimalTuple
@@ -510,37 +552,14 @@ StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
 						  TupleConversionMap *map, Tuplestorestate *tupstore)
 {
 	const char *p = entry->rows;
-	const char *end = entry->data + entry->len;
-	Size		bitmaplen = BITMAPLEN(entry->natts);
 	TupleTableSlot *slot = MakeSingleTupleTableSlot(outdesc, &TTSOpsStampedeRow);
 	RowSlot    *row = (RowSlot *) slot;
 	bool		ok = true;
 
-	row->natts = entry->natts;
-	for (uint64 i = 0; i < entry->nrows; i++)
+	for (uint64 i = 0; i < entry->nrows && ok; i++)
 	{
-		uint8		flags;
-
-		if (end - p < ROW_HEADER_SIZE)
-		{
-			ok = false;
+		if (!(ok = next_row(entry, &p, row)))
 			break;
-		}
-		row->datalen = get_u32(p);
-		flags = (uint8) p[4];
-		row->nullbytes = (flags & ROW_HASNULL) ? bitmaplen : 0;
-		if ((Size) (end - p - ROW_HEADER_SIZE) < row->nullbytes ||
-			(Size) (end - p - ROW_HEADER_SIZE) - row->nullbytes < row->datalen)
-		{
-			ok = false;
-			break;
-		}
-		row->infomask = ((flags & ROW_HASNULL) ? HEAP_HASNULL : 0) |
-			((flags & ROW_HASVARWIDTH) ? HEAP_HASVARWIDTH : 0);
-		row->bitmap = p + ROW_HEADER_SIZE;
-		row->data = row->bitmap + row->nullbytes;
-		p = row->data + row->datalen;
-
 		if (map == NULL)
 		{
 			slot->tts_flags &= ~TTS_FLAG_EMPTY;
@@ -560,5 +579,43 @@ StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
 		}
 	}
 	ExecDropSingleTupleTableSlot(slot);
-	return ok && p == end;
+	return ok && p == entry->data + entry->len;
+}
+
+/*
+ * The entry's rows as MinimalTuples, each MAXALIGNed, one after the other in
+ * one allocation (a reader steps from one to the next by MAXALIGN(t_len)),
+ * for a reader that walks them itself: the custom scan.  NULL if the rows
+ * are damaged.
+ */
+char *
+StampedeEntryMinimalTuples(const StampedeEntry *entry)
+{
+	const char *p = entry->rows;
+	const char *end = entry->data + entry->len;
+	RowSlot		row;
+	char	   *block;
+	char	   *next;
+
+	/*
+	 * A row grows by its longer header and by alignment, at most:
+	 * MAXALIGN(MAXALIGN(15 + bitmap) + data) <= 5 + bitmap + data + 24.
+	 */
+	block = next = palloc(Max((Size) (end - p) + entry->nrows * 24, 1));
+	for (uint64 i = 0; i < entry->nrows; i++)
+	{
+		if (!next_row(entry, &p, &row))
+		{
+			pfree(block);
+			return NULL;
+		}
+		row_write_minimal_tuple(&row, (MinimalTuple) next);
+		next += MAXALIGN(row_minimal_tuple_size(&row));
+	}
+	if (p != end)
+	{
+		pfree(block);
+		return NULL;
+	}
+	return block;
 }

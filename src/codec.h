@@ -77,6 +77,7 @@ extern bool StampedeEntryKeyEquals(const StampedeEntry *entry, const char *key, 
 extern void StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads);
 extern TupleDesc StampedeEntryTupleDesc(const StampedeEntry *entry);
 extern bool StampedeEntryMatchesDesc(const StampedeEntry *entry, TupleDesc desc);
+extern char *StampedeEntryMinimalTuples(const StampedeEntry *entry);
 extern bool StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
 									  TupleConversionMap *map, Tuplestorestate *tupstore);
 

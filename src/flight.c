@@ -484,6 +484,12 @@ serve_entry(StampedeRequest *req, const StampedeEntry *entry)
 			return false;
 		map = StampedeRowTypeMap(indesc, req->outdesc);
 	}
+	if (req->take_entry && map == NULL)
+	{
+		req->entry_data = (char *) entry->data;
+		req->entry_len = entry->len;
+		return true;
+	}
 	if (StampedeEntryToTuplestore(entry, req->outdesc, map, req->tupstore))
 		return true;
 	tuplestore_clear(req->tupstore);
@@ -516,7 +522,8 @@ serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
 		else if (!(entry.flags & STAMPEDE_ENTRY_PER_ROLE) && serve_entry(req, &entry))
 			result = SERVE_SERVED;
 	}
-	pfree(data);
+	if (data != req->entry_data)
+		pfree(data);
 	return result;
 }
 

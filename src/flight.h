@@ -32,6 +32,15 @@ typedef struct StampedeRequest
 	StampedeKind kind;
 	TupleDesc	outdesc;		/* the row type the caller asked for */
 	Tuplestorestate *tupstore;
+
+	/*
+	 * A caller that reads rows itself sets take_entry: a hit then hands it
+	 * the checked entry (entry_data, its to free) instead of filling
+	 * tupstore.  Misses still fill tupstore.
+	 */
+	bool		take_entry;
+	char	   *entry_data;
+	Size		entry_len;
 } StampedeRequest;
 
 extern Size StampedeFlightShmemSize(void);

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * stampede.c
- *	  Module entry: _PG_init defines the settings and, when loaded through
- *	  shared_preload_libraries, asks for the shared memory that the store,
- *	  the flight table and the counters live in.  Nothing else happens here.
+ *	  Module entry: _PG_init defines the settings, installs the planner hook
+ *	  of the custom scan and, when loaded through shared_preload_libraries,
+ *	  asks for the shared memory that the store, the flight table and the
+ *	  counters live in.  Nothing else happens here.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +19,7 @@
 #include "compat.h"
 #include "flight.h"
 #include "guc.h"
+#include "scan.h"
 #include "stats.h"
 #include "store_local.h"
 
@@ -60,6 +62,7 @@ void
 _PG_init(void)
 {
 	StampedeGucInit();
+	StampedeScanInit();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -44,13 +44,16 @@ tally() {
 	fi
 }
 
-log "pg_regress and isolation tests"
 rm -rf results output_iso regression.diffs regression.out
-make -s PG_CONFIG="$PG_CONFIG" installcheck 2>&1 | tee "$W/installcheck.log" || true
-tally "$W/installcheck.log"
-for diffs in regression.diffs output_iso/regression.diffs; do
-	[ -s "$diffs" ] && cat "$diffs"
-done
+log "pg_regress"
+make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION= 2>&1 | tee "$W/regress.log" || true
+tally "$W/regress.log"
+[ -s regression.diffs ] && cat regression.diffs
+
+log "isolation tests"
+make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= 2>&1 | tee "$W/isolation.log" || true
+tally "$W/isolation.log"
+[ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 
 log "concurrent sessions"
 /usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions.log" || true
