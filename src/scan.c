@@ -40,6 +40,7 @@
 #include "parser/parsetree.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -95,6 +96,18 @@ static const CustomExecMethods stampede_exec_methods = {
 	.ReScanCustomScan = rescan_stampede_scan,
 };
 
+/*
+ * The OIDs of the stampede_cached forms, once looked up, so that planning a
+ * call does not read pg_proc each time; forgotten when pg_proc changes.
+ */
+static Oid	known_rows_functions[2];
+
+static void
+forget_rows_functions(Datum arg, int cacheid, uint32 hashvalue)
+{
+	known_rows_functions[0] = known_rows_functions[1] = InvalidOid;
+}
+
 /* Is funcid one of this library's row-returning stampede_cached forms? */
 static bool
 is_stampede_rows_function(Oid funcid)
@@ -102,6 +115,8 @@ is_stampede_rows_function(Oid funcid)
 	HeapTuple	tuple;
 	bool		ours = false;
 
+	if (funcid == known_rows_functions[0] || funcid == known_rows_functions[1])
+		return true;
 	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
 	if (!HeapTupleIsValid(tuple))
 		return false;
@@ -123,6 +138,8 @@ is_stampede_rows_function(Oid funcid)
 		}
 	}
 	ReleaseSysCache(tuple);
+	if (ours)
+		known_rows_functions[OidIsValid(known_rows_functions[0]) ? 1 : 0] = funcid;
 	return ours;
 }
 
@@ -198,6 +215,7 @@ StampedeScanInit(void)
 	prev_set_rel_pathlist_hook = set_rel_pathlist_hook;
 	set_rel_pathlist_hook = stampede_set_rel_pathlist;
 	RegisterCustomScanMethods(&stampede_scan_methods);
+	CacheRegisterSyscacheCallback(PROCOID, forget_rows_functions, (Datum) 0);
 }
 
 /*

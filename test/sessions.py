@@ -84,6 +84,21 @@ def gated_query(key):
             f"FROM pg_advisory_xact_lock_shared({GATE})$$, '5 minutes') AS t(run bigint)")
 
 
+def leader_at_gate(admin, key, **settings):
+    """Close the gate, start a call for key, and wait until its query waits at the gate."""
+    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
+    leader = Call(connect(**settings), gated_query(key))
+    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    return leader
+
+
+def open_gate(admin, leader=None):
+    """Let the queries at the gate go on; the leader, if given, must then succeed."""
+    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    if leader is not None:
+        expect(leader.result().error is None, f"leader failed: {leader.error!r}")
+
+
 class Call(threading.Thread):
     """One session's call in a thread: its rows, or the error it raised, and when."""
 
@@ -141,9 +156,7 @@ def fifty_sessions_run_a_cold_key_once(admin):
 
 @test
 def waiter_honours_statement_timeout_at_once(admin):
-    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
-    leader = Call(connect(), gated_query("sess:timeout"))
-    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    leader = leader_at_gate(admin, "sess:timeout")
     waiter_conn = connect(statement_timeout="300ms")
     started = time.monotonic()
     waiter = Call(waiter_conn, gated_query("sess:timeout")).result()
@@ -152,15 +165,12 @@ def waiter_honours_statement_timeout_at_once(admin):
            f"expected 57014, got {waiter.error!r}")
     expect(elapsed < 1.0, f"statement_timeout of 300 ms took {elapsed:.3f} s")
     expect(stampede_locks(admin, waiter.pid) == 0, "the waiter left a stampede lock behind")
-    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
-    expect(leader.result().error is None, f"leader failed: {leader.error}")
+    open_gate(admin, leader)
 
 
 @test
 def waiter_honours_cancel_at_once(admin):
-    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
-    leader = Call(connect(), gated_query("sess:cancel"))
-    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    leader = leader_at_gate(admin, "sess:cancel")
     waiter = Call(connect(), gated_query("sess:cancel"))
     wait_until("waiter on the leader's lock", lambda: waiting_on_stampede(admin, waiter.pid))
     cancelled = time.monotonic()
@@ -170,22 +180,19 @@ def waiter_honours_cancel_at_once(admin):
            f"expected 57014, got {waiter.error!r}")
     expect(waiter.ended - cancelled < 0.5, f"cancel took {waiter.ended - cancelled:.3f} s")
     expect(stampede_locks(admin, waiter.pid) == 0, "the waiter left a stampede lock behind")
-    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
-    expect(leader.result().error is None, f"leader failed: {leader.error}")
+    open_gate(admin, leader)
 
 
 @test
 def terminated_leader_is_taken_over(admin):
     before = runs(admin)
-    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
-    leader = Call(connect(), gated_query("sess:terminate"))
-    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    leader = leader_at_gate(admin, "sess:terminate")
     waiter = Call(connect(), gated_query("sess:terminate"))
     wait_until("waiter on the leader's lock", lambda: waiting_on_stampede(admin, waiter.pid))
     one(admin, "SELECT pg_terminate_backend(%s)", (leader.pid,))
     # The waiter leads now: it runs the query, which waits at the gate.
     wait_until("the waiter leading", lambda: waiting_on_gate(admin, waiter.pid))
-    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    open_gate(admin)
     waiter.result()
     expect(waiter.error is None, f"waiter failed: {waiter.error}")
     expect(runs(admin) - before == 1, f"query ran {runs(admin) - before} times")
@@ -194,12 +201,10 @@ def terminated_leader_is_taken_over(admin):
 
 @test
 def leader_statement_timeout_is_not_handed_on(admin):
-    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
-    leader = Call(connect(statement_timeout="400ms"), gated_query("sess:leader-timeout"))
-    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    leader = leader_at_gate(admin, "sess:leader-timeout", statement_timeout="400ms")
     waiter = Call(connect(), gated_query("sess:leader-timeout"))
     wait_until("waiter leading after the timeout", lambda: waiting_on_gate(admin, waiter.pid))
-    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    open_gate(admin)
     expect(leader.result().error is not None and leader.error.pgcode == "57014",
            f"leader: expected 57014, got {leader.error!r}")
     expect(waiter.result().error is None, f"waiter got {waiter.error!r}")
@@ -207,9 +212,7 @@ def leader_statement_timeout_is_not_handed_on(admin):
 
 @test
 def max_wait_with_error_raises_55P03(admin):
-    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
-    leader = Call(connect(), gated_query("sess:max-wait-error"))
-    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    leader = leader_at_gate(admin, "sess:max-wait-error")
     timeouts = stat(admin, "timeouts")
     started = time.monotonic()
     waiter = Call(connect(**{"stampede.max_wait": "200ms", "stampede.wait_timeout_action": "error"}),
@@ -218,19 +221,16 @@ def max_wait_with_error_raises_55P03(admin):
            f"expected 55P03, got {waiter.error!r}")
     expect(0.15 < waiter.ended - started < 1.0, f"returned after {waiter.ended - started:.3f} s")
     expect(stat(admin, "timeouts") == timeouts + 1, "timeout not counted")
-    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
-    expect(leader.result().error is None, f"leader failed: {leader.error}")
+    open_gate(admin, leader)
 
 
 @test
 def max_wait_with_execute_runs_the_query_itself(admin):
-    one(admin, "SELECT pg_advisory_lock(%s)", (GATE,))
-    leader = Call(connect(), gated_query("sess:max-wait-execute"))
-    wait_until("leader at the gate", lambda: waiting_on_gate(admin, leader.pid))
+    leader = leader_at_gate(admin, "sess:max-wait-execute")
     waiter = Call(connect(**{"stampede.max_wait": "200ms"}), gated_query("sess:max-wait-execute"))
     # Past max_wait, the waiter runs the query itself and reaches the gate too.
     wait_until("the waiter running the query", lambda: waiting_on_gate(admin, waiter.pid))
-    one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    open_gate(admin)
     expect(leader.result().error is None and waiter.result().error is None,
            f"errors: {leader.error!r} {waiter.error!r}")
     expect(leader.rows != waiter.rows, "the waiter did not run the query itself")
