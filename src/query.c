@@ -55,12 +55,12 @@ static int	checked_query_len = -1;
 static char *checked_statement = NULL;
 
 static void
-reject_query(const char *why, const char *what)
+reject_query(const char *detail)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 			 errmsg("stampede caches only a single read-only query that returns rows"),
-			 errdetail("%s%s", why, what ? what : ""),
+			 errdetail_internal("%s", detail),
 			 errhint("Pass one SELECT, VALUES, TABLE or WITH ... SELECT statement.")));
 }
 
@@ -97,12 +97,13 @@ StampedeCheckQuery(const char *querytext, int querylen)
 
 	raw = linitial_node(RawStmt, parsetree);
 	if (!IsA(raw->stmt, SelectStmt))
-		reject_query("The query is a statement of type ", GetCommandTagName(CreateCommandTag(raw->stmt)));
+		reject_query(psprintf(_("The query is a statement of type %s."),
+							  GetCommandTagName(CreateCommandTag(raw->stmt))));
 	select = (SelectStmt *) raw->stmt;
 	if (select->intoClause != NULL)
-		reject_query("SELECT INTO creates a table.", NULL);
+		reject_query(_("SELECT INTO creates a table."));
 	if (select->lockingClause != NIL)
-		reject_query("SELECT ... FOR UPDATE/SHARE locks rows.", NULL);
+		reject_query(_("SELECT ... FOR UPDATE/SHARE locks rows."));
 	if (select->withClause != NULL)
 	{
 		ListCell   *lc;
@@ -112,7 +113,7 @@ StampedeCheckQuery(const char *querytext, int querylen)
 			CommonTableExpr *cte = lfirst_node(CommonTableExpr, lc);
 
 			if (!IsA(cte->ctequery, SelectStmt))
-				reject_query("A WITH query modifies data.", NULL);
+				reject_query(_("A WITH query modifies data."));
 		}
 	}
 
@@ -422,10 +423,10 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	if (plan == NULL)
 		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 	if (list_length(SPI_plan_get_plan_sources(plan)) != 1)
-		reject_query("The query is not a single statement.", NULL);
+		reject_query(_("The query is not a single statement."));
 	plansource = linitial(SPI_plan_get_plan_sources(plan));
 	if (plansource->resultDesc == NULL || list_length(plansource->query_list) != 1)
-		reject_query("The query returns no rows.", NULL);
+		reject_query(_("The query returns no rows."));
 
 	/* What must outlive SPI_finish is made in the caller's context. */
 	MemoryContextSwitchTo(callercxt);
@@ -437,7 +438,7 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	collector.locks_rows = false;
 	collect_walker((Node *) linitial(plansource->query_list), &collector);
 	if (collector.locks_rows)
-		reject_query("The query locks or modifies rows.", NULL);
+		reject_query(_("The query locks or modifies rows."));
 
 	StampedeEncoderInit(&encoder, entry_limit, key, keylen, 0,
 						result->resultdesc, &result->reads);
