@@ -8,18 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
 
-install_packages
-build_and_install
-
-W=$(make_workdir)
-cleanup() {
-	pg_stop "$W/pg"
-	rm -rf "$W"
-}
-trap cleanup EXIT
-# Also clean up on Ctrl-C or kill: exiting runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+prepare_throwaway
 
 log "starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'stampede'"
 pg_start "$W/pg" "shared_preload_libraries = 'stampede'"

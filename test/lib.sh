@@ -11,7 +11,7 @@ PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BINDIR/pg_config
 PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
 STAMPEDE_PACKAGES=(build-essential pkg-config "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
-	postgresql-contrib libhiredis-dev redis-server libipc-run-perl python3 python3-psycopg2)
+	postgresql-contrib libhiredis-dev python3 python3-psycopg2)
 export PATH="$PG_BINDIR:$PATH"
 
 log() { printf '\n== %s\n' "$*"; }
@@ -30,8 +30,6 @@ install_packages() {
 	log "installing ${missing[*]}"
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-	# Debian starts a redis-server service on install; tests start their own.
-	as_root service redis-server stop >/dev/null 2>&1 || true
 }
 
 build_and_install() {
@@ -93,4 +91,24 @@ make_workdir() {
 	dir=$(mktemp -d /tmp/stampede.XXXXXX)
 	chmod 755 "$dir"
 	echo "$dir"
+}
+
+# Everything a script needs before it starts servers: packages, the build,
+# and a workdir W whose servers are stopped, and which is removed, when the
+# script exits (also on Ctrl-C or kill).
+prepare_throwaway() {
+	install_packages
+	build_and_install
+	W=$(make_workdir)
+	trap cleanup_throwaway EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+cleanup_throwaway() {
+	local dir
+	for dir in "$W"/*/; do
+		pg_stop "${dir%/}"
+	done
+	rm -rf "$W"
 }

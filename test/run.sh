@@ -15,16 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
 
-install_packages
-build_and_install
-
-W=$(make_workdir)
-cleanup() {
-	pg_stop "$W/pg"
-	pg_stop "$W/plain"
-	rm -rf "$W"
-}
-trap cleanup EXIT
+prepare_throwaway
 
 log "starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'stampede'"
 pg_start "$W/pg" "shared_preload_libraries = 'stampede'" "stampede.local_cache_size = '8MB'"
