@@ -75,3 +75,11 @@ SELECT err($$SELECT * FROM stampede_cached('basic:self',
 SELECT * FROM stampede_cached('basic:outer',
     $$SELECT x + 1 AS y FROM stampede_cached('basic:inner', 'SELECT 41 AS x', '5 minutes') AS t(x int)$$,
     '5 minutes') AS t(y int);
+
+-- Rows computed by a transaction that has written are not stored: they may
+-- show its uncommitted changes.  Its caller gets them all the same.
+BEGIN;
+INSERT INTO items VALUES (6, 'uncommitted', 60);
+SELECT count(*) FROM stampede_cached('basic:dirty', 'SELECT id FROM items', '5 minutes') AS t(id int);
+ROLLBACK;
+SELECT count(*) FROM stampede_cached('basic:dirty', 'SELECT id FROM items', '5 minutes') AS t(id int);

@@ -80,4 +80,11 @@
 #define StampedeMyProcNumber() (MyProc->pgprocno)
 #endif
 
+/* PG 17 gave LockHeldByMe an "or stronger" argument. */
+#if PG_VERSION_NUM >= 170000
+#define StampedeLockHeldByMe(tag, mode) LockHeldByMe(tag, mode, false)
+#else
+#define StampedeLockHeldByMe(tag, mode) LockHeldByMe(tag, mode)
+#endif
+
 #endif							/* STAMPEDE_COMPAT_H */

@@ -591,6 +591,13 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 							 &result);
 			StampedeStatsCount(STAT_EXECUTIONS);
 
+			/*
+			 * Rows of a transaction that wrote what they read may show its
+			 * uncommitted changes: they go to its caller only.
+			 */
+			if (result.saw_own_writes)
+				result.entry = NULL;
+
 			if (result.entry != NULL && result.reads.per_role)
 			{
 				StampedeEncoder encoder;
@@ -610,15 +617,22 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 						   puts, nputs, expiry_time(req->ttl_ms)) == FLIGHT_UNCACHEABLE)
 			{
 				StampedeStatsCount(STAT_NOT_STORED);
-				ereport(NOTICE,
-						(errmsg("result of stampede key \"%s\" is too large to cache",
-								key_for_message(req)),
-						 result.entry == NULL ?
-						 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
-								   stampede_max_entry_size_kb) :
-						 errdetail("Its %zu bytes do not fit in stampede.local_cache_size (%d kB); it was returned but not stored.",
-								   result.entry_len, stampede_local_cache_size_kb),
-						 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
+				if (result.saw_own_writes)
+					ereport(NOTICE,
+							(errmsg("result of stampede key \"%s\" is not cached: this transaction has written to what it reads",
+									key_for_message(req)),
+							 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see."),
+							 errhint("Read through stampede before writing, or in another transaction.")));
+				else
+					ereport(NOTICE,
+							(errmsg("result of stampede key \"%s\" is too large to cache",
+									key_for_message(req)),
+							 result.entry == NULL ?
+							 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
+									   stampede_max_entry_size_kb) :
+							 errdetail("Its %zu bytes do not fit in stampede.local_cache_size (%d kB); it was returned but not stored.",
+									   result.entry_len, stampede_local_cache_size_kb),
+							 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
 			}
 		}
 	}

@@ -24,11 +24,13 @@
 #include "access/heaptoast.h"
 #include "access/tupconvert.h"
 #include "access/sysattr.h"
+#include "catalog/catalog.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
 #include "tcop/tcopprot.h"
@@ -138,6 +140,7 @@ StampedeCheckQuery(const char *querytext, int querylen)
 typedef struct ReadCollector
 {
 	StampedeReadSet *reads;
+	List	   *relids;			/* every relation read, views' included */
 	bool		locks_rows;
 } ReadCollector;
 
@@ -218,6 +221,7 @@ collect_walker(Node *node, void *context)
 
 			if (rte->rtekind != RTE_RELATION)
 				continue;
+			collector->relids = list_append_unique_oid(collector->relids, rte->relid);
 			if (check_enable_rls(rte->relid, InvalidOid, true) != RLS_NONE)
 				collector->reads->per_role = true;
 			/* Relations read through a view are checked as the view's owner. */
@@ -240,6 +244,36 @@ collect_walker(Node *node, void *context)
 #endif
 	check_functions_in_node(node, collect_function, context);
 	return expression_tree_walker(node, collect_walker, context);
+}
+
+/*
+ * Has this transaction written to one of these relations?  Then a query
+ * reading them may see uncommitted rows.  A lock at least as strong as the
+ * one INSERT, UPDATE and DELETE take, held to the end of the transaction,
+ * says so (an explicit LOCK TABLE too, which errs on the safe side).
+ */
+static bool
+wrote_to_any(List *relids)
+{
+	static const LOCKMODE write_modes[] = {
+		RowExclusiveLock, ShareUpdateExclusiveLock, ShareRowExclusiveLock,
+		ExclusiveLock, AccessExclusiveLock
+	};
+	ListCell   *lc;
+
+	foreach(lc, relids)
+	{
+		Oid			relid = lfirst_oid(lc);
+		LOCKTAG		tag;
+
+		SET_LOCKTAG_RELATION(tag, IsSharedRelation(relid) ? InvalidOid : MyDatabaseId, relid);
+		for (int i = 0; i < lengthof(write_modes); i++)
+		{
+			if (StampedeLockHeldByMe(&tag, write_modes[i]))
+				return true;
+		}
+	}
+	return false;
 }
 
 /*
@@ -435,6 +469,7 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	receiver.map = StampedeRowTypeMap(result->resultdesc, outdesc);
 
 	collector.reads = &result->reads;
+	collector.relids = NIL;
 	collector.locks_rows = false;
 	collect_walker((Node *) linitial(plansource->query_list), &collector);
 	if (collector.locks_rows)
@@ -478,6 +513,7 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	SPI_finish();
 
 	MemoryContextSwitchTo(callercxt);
+	result->saw_own_writes = wrote_to_any(collector.relids);
 	result->nrows = encoder.nrows;
 	if (!StampedeEncoderFinish(&encoder, &result->entry, &result->entry_len))
 		result->entry = NULL;

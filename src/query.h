@@ -24,6 +24,7 @@ typedef struct StampedeRunResult
 	char	   *entry;			/* encoded entry, or NULL when too large */
 	Size		entry_len;
 	uint64		nrows;
+	bool		saw_own_writes; /* this transaction wrote what the query read */
 } StampedeRunResult;
 
 extern char *StampedeCheckQuery(const char *querytext, int querylen);

@@ -184,6 +184,20 @@ def waiter_honours_cancel_at_once(admin):
 
 
 @test
+def terminated_waiter_leaves_no_lock(admin):
+    leader = leader_at_gate(admin, "sess:terminate-waiter")
+    waiter = Call(connect(), gated_query("sess:terminate-waiter"))
+    wait_until("waiter on the leader's lock", lambda: waiting_on_stampede(admin, waiter.pid))
+    one(admin, "SELECT pg_terminate_backend(%s)", (waiter.pid,))
+    waiter.result()
+    expect(waiter.error is not None, "the terminated waiter returned rows")
+    wait_until("the waiter gone", lambda: one(
+        admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (waiter.pid,))[0] == 0)
+    expect(stampede_locks(admin, waiter.pid) == 0, "the waiter left a stampede lock behind")
+    open_gate(admin, leader)
+
+
+@test
 def terminated_leader_is_taken_over(admin):
     before = runs(admin)
     leader = leader_at_gate(admin, "sess:terminate")
