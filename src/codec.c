@@ -556,7 +556,7 @@ StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
 	RowSlot    *row = (RowSlot *) slot;
 	bool		ok = true;
 
-	for (uint64 i = 0; i < entry->nrows && ok; i++)
+	for (uint64 i = 0; i < entry->nrows; i++)
 	{
 		if (!(ok = next_row(entry, &p, row)))
 			break;
