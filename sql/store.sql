@@ -29,3 +29,20 @@ SELECT count(*) FROM stampede_cached('store:huge',
 RESET stampede.max_entry_size;
 SELECT not_stored FROM stampede_stats;
 SELECT store_bytes_used <= store_bytes_total AS within_size FROM stampede_stats;
+
+-- Many small entries: more than the store has slots for (8MB / 2kB = 4096).
+-- Every call is still answered, and the store keeps within its slots.
+SELECT stampede_stats_reset();
+DO $$
+BEGIN
+    FOR i IN 1..5000 LOOP
+        PERFORM * FROM stampede_cached('store:small:' || i, 'SELECT 1 AS x', '5 minutes') AS t(x int);
+    END LOOP;
+END
+$$;
+SELECT executions, evictions > 0 AS evicted, entries <= store_max_entries AS within_slots
+FROM stampede_stats;
+-- the most recent ones are hits
+SELECT stampede_stats_reset();
+SELECT count(*) FROM stampede_cached('store:small:5000', 'SELECT 1 AS x', '5 minutes') AS t(x int);
+SELECT hits FROM stampede_stats;
