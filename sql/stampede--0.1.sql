@@ -77,3 +77,19 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 
 -- Resetting server-wide counters is for superusers and whom they grant it.
 REVOKE ALL ON FUNCTION stampede_stats_reset() FROM PUBLIC;
+
+CREATE FUNCTION stampede_status(
+    OUT mode text,
+    OUT valkey_configured boolean,
+    OUT valkey_reachable boolean,
+    OUT valkey_circuit text,
+    OUT valkey_error text,
+    OUT entries bigint,
+    OUT store_bytes_used bigint,
+    OUT store_bytes_total bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stampede_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION stampede_status() IS
+'what stampede uses now, whether Valkey answers, its circuit breaker, the local store''s use';

@@ -28,6 +28,10 @@ int			stampede_backoff_max_ms = 2000;
 int			stampede_wait_timeout_action = STAMPEDE_ON_TIMEOUT_EXECUTE;
 int			stampede_local_cache_size_kb = 64 * 1024;
 int			stampede_max_entry_size_kb = 8 * 1024;
+char	   *stampede_valkey_url = NULL;
+int			stampede_valkey_connect_timeout_ms = 1000;
+int			stampede_valkey_timeout_ms = 1000;
+int			stampede_valkey_retry_interval_ms = 5000;
 
 static const struct config_enum_entry wait_timeout_action_options[] = {
 	{"execute", STAMPEDE_ON_TIMEOUT_EXECUTE, false},
@@ -85,6 +89,39 @@ StampedeGucInit(void)
 							&stampede_max_entry_size_kb,
 							8 * 1024, 1, INT_MAX / 2,
 							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	/* Superuser-only, and hidden from others: it may hold a password. */
+	DefineCustomStringVariable("stampede.valkey_url",
+							   "Valkey (or Redis) server: redis://[user:password@]host[:port][/db] or unix://[user:password@]/path[?db=N].",
+							   "Empty: no Valkey.  Connection and status only in this version; entries stay in the local store.",
+							   &stampede_valkey_url,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.valkey_connect_timeout",
+							"How long connecting to Valkey may take.",
+							NULL,
+							&stampede_valkey_connect_timeout_ms,
+							1000, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.valkey_timeout",
+							"How long one Valkey command may take.",
+							NULL,
+							&stampede_valkey_timeout_ms,
+							1000, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stampede.valkey_retry_interval",
+							"After Valkey failed, how long calls skip it before trying again.",
+							NULL,
+							&stampede_valkey_retry_interval_ms,
+							5000, 1, INT_MAX,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	/*

@@ -11,7 +11,7 @@ PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BINDIR/pg_config
 PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
 STAMPEDE_PACKAGES=(build-essential pkg-config "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
-	postgresql-contrib libhiredis-dev python3 python3-psycopg2)
+	postgresql-contrib libhiredis-dev redis-server python3 python3-psycopg2)
 export PATH="$PG_BINDIR:$PATH"
 
 log() { printf '\n== %s\n' "$*"; }
@@ -30,6 +30,8 @@ install_packages() {
 	log "installing ${missing[*]}"
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	# Debian may start a redis-server service on install; the tests start their own.
+	as_root service redis-server stop >/dev/null 2>&1 || true
 }
 
 build_and_install() {

@@ -8,6 +8,9 @@
 #   isolation      test/isolation/specs: leader and waiters interleaved
 #   sessions       test/sessions.py: 50 real sessions, cancel, timeouts,
 #                  terminated leaders, max_wait, databases
+#   valkey         test/valkey.py: the Valkey connection against redis-server
+#                  on 127.0.0.1 (AUTH, unix socket, circuit breaker, a hung
+#                  server and statement_timeout, who sees the URL)
 #   not_preloaded  the error and hint without shared_preload_libraries
 #
 # Ends with "N passed, M failed"; exits non-zero unless all passed.
@@ -49,6 +52,10 @@ tally "$W/isolation.log"
 log "concurrent sessions"
 /usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions.log" || true
 tally "$W/sessions.log"
+
+log "Valkey connection"
+/usr/bin/python3 test/valkey.py 2>&1 | tee "$W/valkey.log" || true
+tally "$W/valkey.log"
 
 log "a server without shared_preload_libraries"
 pg_start "$W/plain"

@@ -1,0 +1,496 @@
+/*-------------------------------------------------------------------------
+ *
+ * valkey.c
+ *	  The only file that includes hiredis: this backend's connection to
+ *	  Valkey (or Redis), and commands on it.
+ *
+ *	  hiredis is used without ever blocking the backend where PostgreSQL
+ *	  cannot interrupt it: connect, send and receive are non-blocking, and
+ *	  every wait is WaitLatchOrSocket under one deadline
+ *	  (stampede.valkey_connect_timeout, stampede.valkey_timeout).  A cancel
+ *	  or statement_timeout during a wait raises its usual error at once; the
+ *	  connection, left in an unknown state, is dropped first and made again
+ *	  on the next call.
+ *
+ *	  One connection per backend, opened on first use (counted with
+ *	  AcquireExternalFD).  After a failure a circuit breaker keeps calls off
+ *	  Valkey for stampede.valkey_retry_interval, so that they do not each
+ *	  pay the timeouts while it is down; the log says so once per incident.
+ *
+ *	  Messages name the server by host and port (or socket path) only: the
+ *	  URL may hold a password.
+ *
+ *	  This version connects and reports (stampede_status); entries and locks
+ *	  stay in the local store.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <hiredis/hiredis.h>
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "guc.h"
+#include "store_local.h"
+#include "valkey.h"
+
+#define VALKEY_DEFAULT_PORT 6379
+
+/* Where to connect, from stampede.valkey_url. */
+typedef struct ValkeyTarget
+{
+	char	   *host;			/* NULL for a unix socket */
+	int			port;
+	char	   *socket_path;
+	char	   *user;
+	char	   *password;
+	int			db;
+	char	   *name;			/* host:port or the path: safe to print */
+} ValkeyTarget;
+
+static redisContext *conn = NULL;
+static char *conn_url = NULL;	/* the URL conn was made for */
+static TimestampTz circuit_open_until = 0;
+static char *circuit_url = NULL;	/* the URL that failed */
+static bool incident_logged = false;
+static char last_error[256] = "";
+
+/* ---- the URL ---- */
+
+static bool
+parse_url(const char *url, ValkeyTarget *t, char **error)
+{
+	const char *p;
+	const char *at;
+	const char *slash;
+
+	memset(t, 0, sizeof(*t));
+	t->port = VALKEY_DEFAULT_PORT;
+	if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "valkey://", 9) == 0)
+		p = strchr(url, '/') + 2;
+	else if (strncmp(url, "unix://", 7) == 0)
+		p = url + 7;
+	else
+	{
+		*error = psprintf("stampede.valkey_url must start with redis://, valkey:// or unix://");
+		return false;
+	}
+
+	/* user:password@, the userinfo, ends at the last @ */
+	at = strrchr(p, '@');
+	if (at != NULL)
+	{
+		const char *colon = memchr(p, ':', at - p);
+
+		if (colon != NULL)
+		{
+			if (colon > p)
+				t->user = pnstrdup(p, colon - p);
+			t->password = pnstrdup(colon + 1, at - colon - 1);
+		}
+		else if (at > p)
+			t->password = pnstrdup(p, at - p);
+		p = at + 1;
+	}
+
+	if (url[0] == 'u')
+	{
+		const char *query = strchr(p, '?');
+
+		t->socket_path = query ? pnstrdup(p, query - p) : pstrdup(p);
+		if (t->socket_path[0] != '/')
+		{
+			*error = psprintf("the socket path of stampede.valkey_url must be absolute");
+			return false;
+		}
+		if (query != NULL && strncmp(query, "?db=", 4) == 0)
+			t->db = atoi(query + 4);
+		t->name = t->socket_path;
+		return true;
+	}
+
+	slash = strchr(p, '/');
+	if (p[0] == '[')
+	{
+		const char *close = strchr(p, ']');
+
+		if (close == NULL)
+		{
+			*error = psprintf("stampede.valkey_url has an unclosed [ in its host");
+			return false;
+		}
+		t->host = pnstrdup(p + 1, close - p - 1);
+		p = close + 1;
+	}
+	else
+	{
+		const char *end = p + strcspn(p, ":/");
+
+		t->host = pnstrdup(p, end - p);
+		p = end;
+	}
+	if (*p == ':')
+		t->port = atoi(p + 1);
+	if (slash != NULL && slash[1] != '\0')
+		t->db = atoi(slash + 1);
+	if (t->host[0] == '\0' || t->port <= 0 || t->port > 65535 || t->db < 0)
+	{
+		*error = psprintf("stampede.valkey_url has no valid host, port or database number");
+		return false;
+	}
+
+	/*
+	 * hiredis resolves a host name with a blocking lookup that nothing could
+	 * interrupt: only addresses are taken.
+	 */
+	if (strcmp(t->host, "localhost") == 0)
+		t->host = "127.0.0.1";
+	else
+	{
+		unsigned char addr[sizeof(struct in6_addr)];
+
+		if (inet_pton(AF_INET, t->host, addr) != 1 &&
+			inet_pton(AF_INET6, t->host, addr) != 1)
+		{
+			*error = psprintf("stampede.valkey_url must give the host as an IP address");
+			return false;
+		}
+	}
+	t->name = psprintf("%s:%d", t->host, t->port);
+	return true;
+}
+
+/* ---- waiting, interruptibly ---- */
+
+/*
+ * Wait until the socket is ready for events, or the deadline passes (false).
+ * A cancel or termination raises its error from CHECK_FOR_INTERRUPTS.
+ */
+static bool
+valkey_wait(int events, TimestampTz deadline)
+{
+	for (;;)
+	{
+		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		int			rc;
+
+		if (timeout <= 0)
+			return false;
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT | events,
+							   conn->fd, timeout, PG_WAIT_EXTENSION);
+		if (rc & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+			return true;
+	}
+}
+
+static void
+valkey_disconnect(void)
+{
+	if (conn != NULL)
+	{
+		redisFree(conn);
+		ReleaseExternalFD();
+		conn = NULL;
+	}
+	if (conn_url != NULL)
+	{
+		pfree(conn_url);
+		conn_url = NULL;
+	}
+}
+
+/* A failure: drop the connection, open the circuit, log once. */
+static bool
+valkey_failed(const ValkeyTarget *t, const char *what, char **error)
+{
+	valkey_disconnect();
+	snprintf(last_error, sizeof(last_error), "%s: %s", t->name, what);
+	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 stampede_valkey_retry_interval_ms);
+	if (circuit_url != NULL)
+		pfree(circuit_url);
+	circuit_url = MemoryContextStrdup(TopMemoryContext, stampede_valkey_url);
+	if (!incident_logged)
+	{
+		ereport(LOG,
+				(errmsg("stampede: Valkey at %s is unavailable: %s", t->name, what),
+				 errdetail("Calls use the local store; Valkey is tried again every %d ms.",
+						   stampede_valkey_retry_interval_ms)));
+		incident_logged = true;
+	}
+	*error = pstrdup(last_error);
+	return false;
+}
+
+/*
+ * Send one command and read its reply, under a deadline.  NULL (and *what)
+ * when the connection failed or timed out; an error reply is returned as a
+ * reply, for the caller to judge.
+ */
+static redisReply *
+valkey_command(int argc, const char **argv, TimestampTz deadline, const char **what)
+{
+	redisReply *reply = NULL;
+	int			done = 0;
+
+	if (redisAppendCommandArgv(conn, argc, argv, NULL) != REDIS_OK)
+	{
+		*what = "out of memory";
+		return NULL;
+	}
+	while (!done)
+	{
+		if (redisBufferWrite(conn, &done) != REDIS_OK)
+		{
+			*what = "connection lost";
+			return NULL;
+		}
+		if (!done && !valkey_wait(WL_SOCKET_WRITEABLE, deadline))
+		{
+			*what = "timed out";
+			return NULL;
+		}
+	}
+	for (;;)
+	{
+		if (redisGetReplyFromReader(conn, (void **) &reply) != REDIS_OK)
+		{
+			*what = "protocol error";
+			return NULL;
+		}
+		if (reply != NULL)
+			return reply;
+		if (!valkey_wait(WL_SOCKET_READABLE, deadline))
+		{
+			*what = "timed out";
+			return NULL;
+		}
+		if (redisBufferRead(conn) != REDIS_OK)
+		{
+			*what = "connection lost";
+			return NULL;
+		}
+	}
+}
+
+/* Run argv during connection setup; false unless the reply is +OK. */
+static bool
+valkey_setup_command(const ValkeyTarget *t, int argc, const char **argv,
+					 TimestampTz deadline, char **error)
+{
+	const char *what = NULL;
+	redisReply *reply = valkey_command(argc, argv, deadline, &what);
+	bool		ok;
+
+	if (reply == NULL)
+		return valkey_failed(t, what, error);
+	ok = reply->type == REDIS_REPLY_STATUS;
+	if (!ok)
+	{
+		char		message[128];
+
+		/* The server's words name no secret ("WRONGPASS invalid ..."). */
+		snprintf(message, sizeof(message), "%s refused: %s", argv[0],
+				 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+		freeReplyObject(reply);
+		return valkey_failed(t, message, error);
+	}
+	freeReplyObject(reply);
+	return true;
+}
+
+static bool
+valkey_connect(const ValkeyTarget *t, char **error)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   stampede_valkey_connect_timeout_ms);
+	int			soerr = 0;
+	socklen_t	len = sizeof(soerr);
+
+	if (!AcquireExternalFD())
+		return valkey_failed(t, "too many open files", error);
+	conn = t->socket_path ? redisConnectUnixNonBlock(t->socket_path)
+		: redisConnectNonBlock(t->host, t->port);
+	if (conn == NULL || conn->err)
+	{
+		char		message[160];
+
+		snprintf(message, sizeof(message), "cannot connect: %s",
+				 conn ? conn->errstr : "out of memory");
+		if (conn == NULL)
+			ReleaseExternalFD();
+		return valkey_failed(t, message, error);
+	}
+	conn_url = MemoryContextStrdup(TopMemoryContext, stampede_valkey_url);
+
+	if (!valkey_wait(WL_SOCKET_WRITEABLE, deadline))
+		return valkey_failed(t, "connect timed out", error);
+	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
+		return valkey_failed(t, soerr ? strerror(soerr) : "cannot connect", error);
+
+	if (t->password != NULL)
+	{
+		const char *auth[3] = {"AUTH", t->user ? t->user : t->password, t->password};
+
+		if (!valkey_setup_command(t, t->user ? 3 : 2, auth, deadline, error))
+			return false;
+	}
+	if (t->db != 0)
+	{
+		char		db[16];
+		const char *select[2] = {"SELECT", db};
+
+		snprintf(db, sizeof(db), "%d", t->db);
+		if (!valkey_setup_command(t, 2, select, deadline, error))
+			return false;
+	}
+	if (incident_logged)
+	{
+		ereport(LOG, (errmsg("stampede: Valkey at %s is available again", t->name)));
+		incident_logged = false;
+	}
+	last_error[0] = '\0';
+	return true;
+}
+
+/*
+ * Make sure this backend has a connection to the configured Valkey.  False,
+ * with *error, when there is none: not configured, circuit open, or it
+ * failed now.  A cancel during it raises; the connection is dropped first.
+ */
+static bool
+valkey_ensure(ValkeyTarget *t, char **error)
+{
+	bool		ok = false;
+
+	if (!StampedeValkeyConfigured())
+	{
+		valkey_disconnect();
+		*error = pstrdup("stampede.valkey_url is not set");
+		return false;
+	}
+	if (!parse_url(stampede_valkey_url, t, error))
+		return false;
+	if (conn != NULL && strcmp(conn_url, stampede_valkey_url) != 0)
+		valkey_disconnect();	/* the setting changed */
+	if (conn != NULL)
+		return true;
+	if (circuit_url != NULL && strcmp(circuit_url, stampede_valkey_url) != 0)
+		circuit_open_until = 0; /* another server: try it */
+	if (GetCurrentTimestamp() < circuit_open_until)
+	{
+		*error = psprintf("%s (not retried before stampede.valkey_retry_interval passes)",
+						  last_error);
+		return false;
+	}
+
+	PG_TRY();
+	{
+		ok = valkey_connect(t, error);
+	}
+	PG_CATCH();
+	{
+		valkey_disconnect();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+bool
+StampedeValkeyConfigured(void)
+{
+	return stampede_valkey_url != NULL && stampede_valkey_url[0] != '\0';
+}
+
+/* Is the configured Valkey answering?  PING it, connecting if need be. */
+bool
+StampedeValkeyPing(char **error)
+{
+	ValkeyTarget t;
+	const char *ping[1] = {"PING"};
+	redisReply *reply = NULL;
+	const char *what = NULL;
+	bool		ok;
+
+	if (!valkey_ensure(&t, error))
+		return false;
+	PG_TRY();
+	{
+		reply = valkey_command(1, ping,
+							   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   stampede_valkey_timeout_ms),
+							   &what);
+	}
+	PG_CATCH();
+	{
+		valkey_disconnect();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (reply == NULL)
+		return valkey_failed(&t, what, error);
+	ok = reply->type == REDIS_REPLY_STATUS;
+	if (!ok)
+		*error = psprintf("%s: PING answered %s", t.name,
+						  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpectedly");
+	freeReplyObject(reply);
+	return ok;
+}
+
+bool
+StampedeValkeyCircuitOpen(void)
+{
+	return conn == NULL && GetCurrentTimestamp() < circuit_open_until;
+}
+
+/*
+ * stampede_status(): what stampede uses now, whether Valkey answers, the
+ * circuit breaker's state and the local store's use.
+ */
+PG_FUNCTION_INFO_V1(stampede_status);
+Datum
+stampede_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[8];
+	bool		nulls[8] = {0};
+	StampedeStoreUsage usage;
+	char	   *error = NULL;
+	bool		configured = StampedeValkeyConfigured();
+	bool		reachable = configured && StampedeValkeyPing(&error);
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	values[0] = CStringGetTextDatum(StampedeStoreAvailable() ? "local" : "not preloaded");
+	values[1] = BoolGetDatum(configured);
+	values[2] = BoolGetDatum(reachable);
+	nulls[2] = !configured;
+	values[3] = CStringGetTextDatum(!configured ? "none" :
+									StampedeValkeyCircuitOpen() ? "open" : "closed");
+	values[4] = error && configured ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[4] = !(error && configured);
+	StampedeStoreGetUsage(&usage);
+	values[5] = Int64GetDatum(usage.entries);
+	values[6] = Int64GetDatum(usage.bytes_used);
+	values[7] = Int64GetDatum(usage.bytes_total);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}

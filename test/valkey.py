@@ -1,0 +1,281 @@
+#!/usr/bin/python3
+"""Tests of the Valkey connection against real servers on 127.0.0.1: Debian's
+redis-server (Valkey speaks its protocol), started here at free ports, and a
+socket that accepts and never answers, for a Valkey that hangs.  Runs
+against a server with stampede preloaded (PGHOST, PGPORT, PGUSER).
+
+This version connects and reports through stampede_status(); what is
+checked: reachable, AUTH (right and wrong password, which never shows),
+unix sockets, the circuit breaker (a dead Valkey costs calls nothing until
+stampede.valkey_retry_interval passes) and recovery without a restart, a
+cancel or statement_timeout during a hung command, and that only
+superusers see or set stampede.valkey_url.  Prints 'ok'/'not ok' lines and
+'N passed, M failed'."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+import psycopg2
+
+TESTS = []
+DEADLINE_S = 20
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Valkey:
+    """A redis-server of our own, on 127.0.0.1 or a unix socket."""
+
+    def __init__(self, password=None, unix_dir=None, port=None):
+        self.port = port or free_port()
+        self.socket = os.path.join(unix_dir, "valkey.sock") if unix_dir else None
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no"]
+        if password:
+            args += ["--requirepass", password]
+        if self.socket:
+            args += ["--unixsocket", self.socket, "--unixsocketperm", "777"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + DEADLINE_S
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > end:
+                    raise AssertionError("redis-server did not start")
+                time.sleep(0.02)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(DEADLINE_S)
+
+
+class Silent:
+    """Accepts connections and never answers: a Valkey that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                return
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def connect(**settings):
+    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    conn = psycopg2.connect(dbname="postgres", options=options or None)
+    conn.autocommit = True
+    return conn
+
+
+def status(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT valkey_configured, valkey_reachable, valkey_circuit, valkey_error "
+                    "FROM stampede_status()")
+        return cur.fetchone()
+
+
+def set_url(conn, url, **settings):
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('stampede.valkey_url', %s, false)", (url,))
+        for k, v in settings.items():
+            cur.execute("SELECT set_config(%s, %s, false)", (f"stampede.{k}", v))
+
+
+@test
+def not_configured_by_default(admin):
+    expect(status(admin)[:3] == (False, None, "none"), f"got {status(admin)}")
+
+
+@test
+def reachable_with_its_password(admin):
+    valkey = Valkey(password="s3cret")
+    try:
+        set_url(admin, f"redis://:s3cret@127.0.0.1:{valkey.port}/0")
+        got = status(admin)
+        expect(got[:3] == (True, True, "closed"), f"got {got}")
+    finally:
+        valkey.stop()
+
+
+@test
+def wrong_password_is_refused_and_never_shown(admin):
+    valkey = Valkey(password="s3cret")
+    try:
+        set_url(admin, f"redis://someone:n0tit@127.0.0.1:{valkey.port}")
+        got = status(admin)
+        expect(got[1] is False and "AUTH refused" in got[3], f"got {got}")
+        expect("n0tit" not in got[3] and "s3cret" not in got[3], "the error shows a password")
+    finally:
+        valkey.stop()
+
+
+@test
+def host_names_are_refused(admin):
+    # Resolving a name would block the backend where no cancel reaches it.
+    set_url(admin, "redis://valkey.example:6379")
+    got = status(admin)
+    expect(got[1] is False and "IP address" in got[3], f"got {got}")
+
+
+@test
+def unix_socket(admin):
+    sockdir = tempfile.mkdtemp()
+    os.chmod(sockdir, 0o755)
+    valkey = Valkey(unix_dir=sockdir)
+    try:
+        set_url(admin, f"unix://{valkey.socket}?db=1")
+        got = status(admin)
+        expect(got[:3] == (True, True, "closed"), f"got {got}")
+    finally:
+        valkey.stop()
+        shutil.rmtree(sockdir)
+
+
+@test
+def dead_valkey_costs_nothing_while_the_circuit_is_open(admin):
+    silent = Silent()
+    try:
+        set_url(admin, f"redis://127.0.0.1:{silent.port}", valkey_timeout="300ms",
+                valkey_retry_interval="60s")
+        started = time.monotonic()
+        got = status(admin)
+        first = time.monotonic() - started
+        expect(got[1] is False and "timed out" in got[3], f"got {got}")
+        expect(0.25 < first < 2.0, f"the first call took {first:.3f} s, not about 300 ms")
+        started = time.monotonic()
+        got = status(admin)
+        second = time.monotonic() - started
+        expect(got[2] == "open", f"circuit {got[2]}")
+        expect(second < 0.1, f"with the circuit open a call took {second:.3f} s")
+    finally:
+        silent.stop()
+
+
+@test
+def used_again_as_soon_as_it_is_back(admin):
+    port = free_port()
+    set_url(admin, f"redis://127.0.0.1:{port}", valkey_retry_interval="200ms")
+    got = status(admin)
+    expect(got[1] is False, f"nothing listens on {port}, yet {got}")
+    valkey = Valkey()
+    try:
+        set_url(admin, f"redis://127.0.0.1:{valkey.port}", valkey_retry_interval="200ms")
+        expect(status(admin)[1] is True, "a new server is not tried at once")
+        valkey.stop()
+        got = status(admin)
+        expect(got[1] is False and got[2] == "open", f"a stopped server still answers: {got}")
+        # The same server back on the same port: used again, no restart, no new setting.
+        valkey = Valkey(port=valkey.port)
+        end = time.monotonic() + DEADLINE_S
+        while status(admin)[1] is not True:
+            expect(time.monotonic() < end, "Valkey was not used again")
+            time.sleep(0.05)
+    finally:
+        valkey.stop()
+
+
+@test
+def statement_timeout_during_a_hung_command_acts_at_once(admin):
+    silent = Silent()
+    valkey = Valkey()
+    conn = connect()
+    try:
+        set_url(conn, f"redis://127.0.0.1:{silent.port}", valkey_timeout="30s")
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = '200ms'")
+        started = time.monotonic()
+        try:
+            status(conn)
+            raise AssertionError("a hung Valkey did not time out")
+        except psycopg2.errors.QueryCanceled:
+            pass
+        elapsed = time.monotonic() - started
+        expect(elapsed < 0.5, f"statement_timeout of 200 ms took {elapsed:.3f} s")
+        with conn.cursor() as cur:
+            cur.execute("SET statement_timeout = 0")
+        set_url(conn, f"redis://127.0.0.1:{valkey.port}")
+        expect(status(conn)[1] is True, "the connection was not made again")
+    finally:
+        conn.close()
+        silent.stop()
+        valkey.stop()
+
+
+@test
+def only_superusers_see_or_set_the_url(admin):
+    with admin.cursor() as cur:
+        cur.execute("DROP ROLE IF EXISTS regress_stampede_valkey")
+        cur.execute("CREATE ROLE regress_stampede_valkey")
+        cur.execute("SET ROLE regress_stampede_valkey")
+        try:
+            for sql in ("SHOW stampede.valkey_url",
+                        "SET stampede.valkey_url = 'redis://127.0.0.1:1'"):
+                try:
+                    cur.execute(sql)
+                    raise AssertionError(f"{sql} worked for a plain role")
+                except psycopg2.errors.InsufficientPrivilege:
+                    pass
+            cur.execute("SELECT count(*) FROM pg_settings WHERE name = 'stampede.valkey_url'")
+            expect(cur.fetchone()[0] == 0, "pg_settings shows the URL to a plain role")
+        finally:
+            cur.execute("RESET ROLE")
+            cur.execute("DROP ROLE regress_stampede_valkey")
+
+
+def main():
+    passed = failed = 0
+    for n, fn in enumerate(TESTS, 1):
+        admin = connect()
+        try:
+            fn(admin)
+            print(f"ok {n} - {fn.__name__}")
+            passed += 1
+        except Exception:
+            print(f"not ok {n} - {fn.__name__}")
+            traceback.print_exc(file=sys.stdout)
+            failed += 1
+        finally:
+            admin.close()
+    print(f"valkey: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
