@@ -14,10 +14,10 @@ import os
 import sys
 import threading
 import time
-import traceback
 
 import psycopg2
-import psycopg2.extensions
+
+from harness import connect, expect, run
 
 STAMPEDE_LOCK_CLASS = 21332  # objsubid of stampede's advisory locks in pg_locks
 GATE = 779                   # the test's own advisory lock
@@ -30,13 +30,6 @@ TESTS = []
 def test(fn):
     TESTS.append(fn)
     return fn
-
-
-def connect(dbname="postgres", **settings):
-    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
-    conn = psycopg2.connect(dbname=dbname, options=options or None)
-    conn.autocommit = True
-    return conn
 
 
 def one(conn, sql, args=None):
@@ -123,11 +116,6 @@ class Call(threading.Thread):
         if self.is_alive():
             raise AssertionError(f"session {self.pid} did not return")
         return self
-
-
-def expect(condition, message):
-    if not condition:
-        raise AssertionError(message)
 
 
 @test
@@ -274,20 +262,9 @@ def main():
     one(admin, "DROP SEQUENCE IF EXISTS sess_runs")
     one(admin, "CREATE SEQUENCE sess_runs")
     one(admin, "SELECT nextval('sess_runs')")  # so that last_value counts from here
-    passed = failed = 0
-    for n, fn in enumerate(TESTS, 1):
-        try:
-            fn(admin)
-            print(f"ok {n} - {fn.__name__}")
-            passed += 1
-        except Exception:
-            print(f"not ok {n} - {fn.__name__}")
-            traceback.print_exc(file=sys.stdout)
-            failed += 1
-            # Leave the next test a clean start.
-            one(admin, "SELECT pg_advisory_unlock_all()")
-    print(f"sessions: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    # After a failure, leave the next test a clean start.
+    return run("sessions", TESTS, lambda: admin,
+               after_failure=lambda a: one(a, "SELECT pg_advisory_unlock_all()"))
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 import psycopg2
+
+from harness import connect, expect, run
 
 TESTS = []
 DEADLINE_S = 20
@@ -31,11 +32,6 @@ DEADLINE_S = 20
 def test(fn):
     TESTS.append(fn)
     return fn
-
-
-def expect(condition, message):
-    if not condition:
-        raise AssertionError(message)
 
 
 def free_port():
@@ -95,13 +91,6 @@ class Silent:
         self.sock.close()
         for c in self.conns:
             c.close()
-
-
-def connect(**settings):
-    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
-    conn = psycopg2.connect(dbname="postgres", options=options or None)
-    conn.autocommit = True
-    return conn
 
 
 def status(conn):
@@ -260,21 +249,8 @@ def only_superusers_see_or_set_the_url(admin):
 
 
 def main():
-    passed = failed = 0
-    for n, fn in enumerate(TESTS, 1):
-        admin = connect()
-        try:
-            fn(admin)
-            print(f"ok {n} - {fn.__name__}")
-            passed += 1
-        except Exception:
-            print(f"not ok {n} - {fn.__name__}")
-            traceback.print_exc(file=sys.stdout)
-            failed += 1
-        finally:
-            admin.close()
-    print(f"valkey: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    # Each test sets stampede.* in its own session: a fresh one each.
+    return run("valkey", TESTS, connect)
 
 
 if __name__ == "__main__":
