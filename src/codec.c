@@ -6,7 +6,8 @@
  *	  Layout (native byte order; the header says whose):
  *
  *		EntryHeader			magic, format version, flags, server major
- *							version, architecture tag, section offsets
+ *							version, architecture tag, section offsets,
+ *							checksum, the writing cluster's system identifier
  *		key					the caller's key, to tell colliding hashes apart
  *		attributes			per column: type OID, typmod, name
  *		relations			per relation read: OID, columns read
@@ -17,8 +18,11 @@
  *	  Rows keep PostgreSQL's own tuple data layout, so a hit rebuilds each
  *	  row with one header write and one memcpy, without touching a value.
  *	  That layout is only meaningful to a server of the same major version
- *	  and architecture with the same type OIDs, which is what the header's
- *	  version and architecture tag let a reader check.
+ *	  and architecture with the same type and relation OIDs: the header's
+ *	  version, architecture tag and system identifier (a primary and its
+ *	  physical replicas share it) let a reader check; entries of another
+ *	  cluster are not read.  Entries read from Valkey are checked against
+ *	  their checksum first.
  *
  *	  Parsing never trusts the bytes: every length is checked against the
  *	  entry's end, and anything that does not add up is reported as damaged
@@ -33,6 +37,8 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "access/xlog.h"
+#include "port/pg_crc32c.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
@@ -71,7 +77,9 @@ typedef struct EntryHeader
 	uint32		rels_offset;
 	uint32		funcs_offset;
 	uint32		rows_offset;
+	uint32		checksum;		/* CRC-32C of the entry, this field as 0 */
 	uint64		nrows;
+	uint64		system_id;		/* the writing cluster's: OIDs are its */
 } EntryHeader;
 
 static inline void
@@ -108,6 +116,17 @@ static inline EntryHeader *
 encoder_header(StampedeEncoder *enc)
 {
 	return (EntryHeader *) enc->buf.data;
+}
+
+static uint32
+entry_checksum(const char *data, Size len)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, data, len);
+	FIN_CRC32C(crc);
+	return crc;
 }
 
 /*
@@ -237,6 +256,9 @@ StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len)
 	header = encoder_header(enc);
 	header->total_len = enc->buf.len;
 	header->nrows = enc->nrows;
+	header->system_id = GetSystemIdentifier();
+	header->checksum = 0;
+	header->checksum = entry_checksum(enc->buf.data, enc->buf.len);
 	*data = enc->buf.data;
 	*len = enc->buf.len;
 	return true;
@@ -261,6 +283,7 @@ StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
 		header.format_version != STAMPEDE_FORMAT_VERSION ||
 		header.server_major != PG_VERSION_NUM / 10000 ||
 		header.arch != STAMPEDE_ARCH_TAG ||
+		header.system_id != GetSystemIdentifier() ||
 		header.total_len != len ||
 		header.natts == 0 || header.natts > MaxTupleAttributeNumber)
 		return false;
@@ -309,6 +332,31 @@ StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
 	entry->nfuncs = header.nfuncs;
 	entry->rows = data + header.rows_offset;
 	return true;
+}
+
+/*
+ * Do the bytes hold exactly what their writer wrote?  For entries that come
+ * from outside this server's memory (Valkey), before anything reads rows.
+ */
+bool
+StampedeEntryChecksumOk(const char *data, Size len)
+{
+	EntryHeader header;
+	uint32		stored;
+	uint32		actual;
+	pg_crc32c	crc;
+
+	if (len < sizeof(EntryHeader))
+		return false;
+	memcpy(&header, data, sizeof(header));
+	stored = header.checksum;
+	header.checksum = 0;
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, &header, sizeof(header));
+	COMP_CRC32C(crc, data + sizeof(header), len - sizeof(header));
+	FIN_CRC32C(crc);
+	actual = crc;
+	return actual == stored;
 }
 
 bool

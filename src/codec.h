@@ -73,6 +73,7 @@ extern void StampedeEncoderAddRow(StampedeEncoder *enc, TupleDesc desc, HeapTupl
 extern bool StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len);
 
 extern bool StampedeEntryParse(const char *data, Size len, StampedeEntry *entry);
+extern bool StampedeEntryChecksumOk(const char *data, Size len);
 extern bool StampedeEntryKeyEquals(const StampedeEntry *entry, const char *key, int keylen);
 extern void StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads);
 extern TupleDesc StampedeEntryTupleDesc(const StampedeEntry *entry);

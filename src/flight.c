@@ -31,7 +31,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/dbcommands.h"
 #include "common/hashfn.h"
+#include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
@@ -45,6 +48,7 @@
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
+#include "utils/wait_event.h"
 
 #include "codec.h"
 #include "compat.h"
@@ -53,6 +57,7 @@
 #include "query.h"
 #include "stats.h"
 #include "store_local.h"
+#include "valkey.h"
 
 /* advisory lock field4; the SQL advisory lock functions use 1 and 2 */
 #define STAMPEDE_LOCK_CLASS		0x5354
@@ -496,17 +501,71 @@ serve_entry(StampedeRequest *req, const StampedeEntry *entry)
 	return false;
 }
 
-/* Answer req from the store, if the store has rows for it. */
-static ServeResult
-serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
+/* ---- Valkey keys ---- */
+
+/*
+ * The Valkey key of an entry (suffix 'v'), its lock ('l') or its error
+ * marker ('e').  The part in braces is the same for all three, so that they
+ * fall in one Valkey Cluster slot.
+ */
+static char *
+valkey_key(const StampedeStoreKey *skey, char suffix)
 {
-	Size		len;
-	char	   *data = StampedeStoreGet(skey, &len);
+	static char *derived = NULL;
+	const char *ns = stampede_namespace;
+
+	if (ns == NULL || ns[0] == '\0')
+	{
+		if (derived == NULL)
+		{
+			char	   *dbname = get_database_name(MyDatabaseId);
+
+			derived = MemoryContextStrdup(TopMemoryContext,
+										  psprintf(UINT64_FORMAT ":%s", GetSystemIdentifier(),
+												   dbname ? dbname : "?"));
+		}
+		ns = derived;
+	}
+	return psprintf("stampede:{%s:%016" INT64_MODIFIER "x}:%u:%c",
+					ns, skey->hash, skey->roleid, suffix);
+}
+
+/*
+ * The bytes stored under skey: from Valkey when it can be used, else (or
+ * when it fails now) from the local store.
+ */
+static char *
+fetch_entry(const StampedeStoreKey *skey, Size *len)
+{
+	if (StampedeValkeyUsable())
+	{
+		const char *vkey = valkey_key(skey, 'v');
+		char	   *value;
+
+		if (StampedeValkeyGet(1, &vkey, &value, len))
+		{
+			/* What Valkey holds is anyone's: damaged or foreign is a miss. */
+			if (value != NULL && !StampedeEntryChecksumOk(value, *len))
+			{
+				pfree(value);
+				return NULL;
+			}
+			return value;
+		}
+		StampedeStatsCount(STAT_FALLBACKS);
+	}
+	return StampedeStoreGet(skey, len);
+}
+
+static ServeResult serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey);
+
+/* Answer req from an entry's bytes, if they hold rows for it. */
+static ServeResult
+serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size len)
+{
 	StampedeEntry entry;
 	ServeResult result = SERVE_MISS;
 
-	if (data == NULL)
-		return SERVE_MISS;
 	if (StampedeEntryParse(data, len, &entry) &&
 		StampedeEntryKeyEquals(&entry, req->key, req->keylen))
 	{
@@ -525,6 +584,18 @@ serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
 	if (data != req->entry_data)
 		pfree(data);
 	return result;
+}
+
+/* Answer req from the store, if the store has rows for it. */
+static ServeResult
+serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
+{
+	Size		len;
+	char	   *data = fetch_entry(skey, &len);
+
+	if (data == NULL)
+		return SERVE_MISS;
+	return serve_bytes(req, skey, data, len);
 }
 
 static TimestampTz
@@ -566,11 +637,216 @@ error_belongs_to_leader(int sqlerrcode)
 		sqlerrcode == ERRCODE_QUERY_CANCELED;
 }
 
+static void raise_leaders_error(const StampedeRequest *req, const FlightError *error);
+
+/* ---- single flight across servers, through Valkey ---- */
+
+typedef enum RemoteResult
+{
+	REMOTE_FALLBACK,			/* Valkey failed: go on as the local leader */
+	REMOTE_LEAD,				/* this backend holds the Valkey lock */
+	REMOTE_SERVED,				/* another server's rows are in req->tupstore */
+	REMOTE_RUN_UNCACHED			/* stampede.max_wait passed: run, do not store */
+} RemoteResult;
+
+/* The Valkey names of a key's entry, lock and error marker, and our token. */
+typedef struct RemoteKeys
+{
+	char	   *vkey;
+	char	   *lkey;
+	char	   *ekey;
+	char	   *token;			/* set while this backend holds the lock */
+} RemoteKeys;
+
+/*
+ * The leader's error, for waiters on other servers: SQLSTATE, pid, message,
+ * detail, hint, separated by NULs.
+ */
+static void
+remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "%s", unpack_sql_state(edata->sqlerrcode));
+	appendStringInfoChar(&buf, '\0');
+	appendStringInfo(&buf, "%d", MyProcPid);
+	appendStringInfoChar(&buf, '\0');
+	appendStringInfoString(&buf, edata->message ? edata->message : "");
+	appendStringInfoChar(&buf, '\0');
+	appendStringInfoString(&buf, edata->detail ? edata->detail : "");
+	appendStringInfoChar(&buf, '\0');
+	appendStringInfoString(&buf, edata->hint ? edata->hint : "");
+	/* Short-lived: the waiters of this flight read it within a backoff round. */
+	(void) StampedeValkeySet(rk->ekey, buf.data, buf.len,
+							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
+}
+
+static bool
+remote_parse_error(char *data, Size len, FlightError *error)
+{
+	char	   *parts[5];
+	char	   *p = data;
+	char	   *end = data + len;
+
+	for (int i = 0; i < 5; i++)
+	{
+		char	   *nul = i < 4 ? memchr(p, '\0', end - p) : end;
+
+		if (nul == NULL)
+			return false;
+		parts[i] = pnstrdup(p, nul - p);
+		p = nul + 1;
+	}
+	if (strlen(parts[0]) != 5)
+		return false;
+	error->sqlerrcode = MAKE_SQLSTATE(parts[0][0], parts[0][1], parts[0][2],
+									  parts[0][3], parts[0][4]);
+	error->leader_pid = atoi(parts[1]);
+	error->message = parts[2];
+	error->detail = parts[3][0] ? parts[3] : NULL;
+	error->hint = parts[4][0] ? parts[4] : NULL;
+	return true;
+}
+
+/*
+ * Take the key's Valkey lock, or wait for the server that holds it: back off
+ * exponentially with jitter (stampede.backoff_base, backoff_max), in a
+ * latch wait that a cancel ends at once, and look for its rows or its error
+ * each round.
+ */
+static RemoteResult
+remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKeys *rk)
+{
+	char		token[33];
+	uint8		random_bytes[16];
+	TimestampTz deadline = 0;
+	int			delay = stampede_backoff_base_ms;
+	bool		waited = false;
+
+	if (!pg_strong_random(random_bytes, sizeof(random_bytes)))
+		elog(ERROR, "could not generate a random lock token");
+	for (int i = 0; i < 16; i++)
+		snprintf(token + 2 * i, 3, "%02x", random_bytes[i]);
+	if (stampede_max_wait_ms > 0)
+		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stampede_max_wait_ms);
+
+	for (;;)
+	{
+		char		kind;
+		char	   *value;
+		Size		len;
+		long		sleep_ms;
+		TimestampTz wait_start;
+		FlightError error;
+
+		/* The error, the rows, or the lock: looked at and taken atomically. */
+		if (!StampedeValkeyTryLead(rk->vkey, rk->lkey, rk->ekey, token,
+								   stampede_lock_timeout_ms, &kind, &value, &len))
+			return REMOTE_FALLBACK;
+		if (kind == 'l')
+		{
+			rk->token = pstrdup(token);
+			return REMOTE_LEAD;
+		}
+		if (kind == 'e' && remote_parse_error(value, len, &error))
+			raise_leaders_error(req, &error);
+		if (kind == 'v')
+		{
+			bool		acquired = false;
+
+			if (StampedeEntryChecksumOk(value, len) &&
+				serve_bytes(req, skey, value, len) == SERVE_SERVED)
+				return REMOTE_SERVED;
+
+			/* Rows we cannot use (damaged, another cluster's): replace them. */
+			if (!StampedeValkeySet(rk->lkey, token, strlen(token), stampede_lock_timeout_ms,
+								   true, &acquired))
+				return REMOTE_FALLBACK;
+			if (acquired)
+			{
+				rk->token = pstrdup(token);
+				return REMOTE_LEAD;
+			}
+		}
+
+		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
+		{
+			StampedeStatsCount(STAT_TIMEOUTS);
+			if (stampede_wait_timeout_action == STAMPEDE_ON_TIMEOUT_ERROR)
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("timed out waiting for another server to compute stampede key \"%s\"",
+								key_for_message(req)),
+						 errdetail("stampede.max_wait (%d ms) passed.", stampede_max_wait_ms),
+						 errhint("Raise stampede.max_wait, or set stampede.wait_timeout_action to 'execute'.")));
+			return REMOTE_RUN_UNCACHED;
+		}
+
+		/* Another server leads: back off with jitter, interruptibly. */
+		if (!waited)
+			StampedeStatsCount(STAT_LOCK_WAITS);
+		waited = true;
+		sleep_ms = delay + (long) (pg_prng_double(&pg_global_prng_state) * stampede_backoff_base_ms);
+		if (deadline != 0)
+			sleep_ms = Min(sleep_ms, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline), 1));
+		wait_start = GetCurrentTimestamp();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 sleep_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		StampedeStatsAdd(STAT_WAIT_TIME_US, GetCurrentTimestamp() - wait_start);
+		delay = Min(delay * 2, stampede_backoff_max_ms);
+	}
+}
+
+/*
+ * Store the leader's rows in Valkey and let go of the lock, in one script.
+ * False when Valkey failed: the rows then go to the local store.
+ */
+static bool
+remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int nputs)
+{
+	int64		ttl_ms = Min(req->ttl_ms, INT64CONST(3155760000000));
+	bool		ok = true;
+
+	/* With a per-role stub, the stub goes first and the role's rows last. */
+	for (int i = 0; i < nputs - 1 && ok; i++)
+		ok = StampedeValkeySet(valkey_key(&puts[i].key, 'v'), puts[i].data, puts[i].len,
+							   ttl_ms, false, NULL);
+	if (ok)
+		ok = StampedeValkeyStoreAndUnlock(nputs > 0 ? valkey_key(&puts[nputs - 1].key, 'v') : rk->vkey,
+										  nputs > 0 ? puts[nputs - 1].data : NULL,
+										  nputs > 0 ? puts[nputs - 1].len : 0,
+										  ttl_ms, rk->lkey, rk->token);
+	if (ok)
+		rk->token = NULL;
+	return ok;
+}
+
+/* Let go of the Valkey lock after an error; tell the waiters if it is the query's own. */
+static void
+remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
+{
+	if (rk->token == NULL)
+		return;
+	/* Bounded by stampede.valkey_timeout; a cancel is already being handled. */
+	HOLD_INTERRUPTS();
+	if (!leaders)
+		remote_put_error(rk, edata);
+	(void) StampedeValkeyStoreAndUnlock(rk->vkey, NULL, 0, 1, rk->lkey, rk->token);
+	RESUME_INTERRUPTS();
+	rk->token = NULL;
+}
+
 /* The leader's part: double-check, run, store, end the flight. */
 static void
 lead(StampedeRequest *req, const StampedeStoreKey *skey)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
+
+	/* In memory, not in a local that longjmp may restore stale: see PG_CATCH. */
+	RemoteKeys *rk = palloc0(sizeof(RemoteKeys));
 
 	PG_TRY();
 	{
@@ -579,62 +855,93 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 		int			nputs = 0;
 		char	   *stub;
 		Size		stub_len;
+		RemoteResult remote = REMOTE_FALLBACK;
 
 		if (serve_from_store(req, skey) == SERVE_SERVED)
 		{
 			flight_end(FLIGHT_DONE, NULL, NULL, 0, 0);
+			goto done;
 		}
-		else
+
+		/* Across servers: one leader between all that share the Valkey. */
+		if (StampedeValkeyUsable())
 		{
-			StampedeRunQuery(req->query, req->key, req->keylen, req->outdesc,
-							 req->tupstore, (Size) stampede_max_entry_size_kb * 1024,
-							 &result);
-			StampedeStatsCount(STAT_EXECUTIONS);
-
-			/*
-			 * Rows of a transaction that wrote what they read may show its
-			 * uncommitted changes: they go to its caller only.
-			 */
-			if (result.saw_own_writes)
-				result.entry = NULL;
-
-			if (result.entry != NULL && result.reads.per_role)
-			{
-				StampedeEncoder encoder;
-
-				/* Rows under the role; a stub under the key says so. */
-				StampedeEncoderInit(&encoder, MaxAllocSize, req->key, req->keylen,
-									STAMPEDE_ENTRY_PER_ROLE, result.resultdesc, NULL);
-				StampedeEncoderFinish(&encoder, &stub, &stub_len);
-				puts[nputs++] = (FlightPut) {*skey, stub, stub_len};
-				puts[nputs] = (FlightPut) {*skey, result.entry, result.entry_len};
-				puts[nputs++].key.roleid = GetUserId();
-			}
-			else if (result.entry != NULL)
-				puts[nputs++] = (FlightPut) {*skey, result.entry, result.entry_len};
-
-			if (flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
-						   puts, nputs, expiry_time(req->ttl_ms)) == FLIGHT_UNCACHEABLE)
-			{
-				StampedeStatsCount(STAT_NOT_STORED);
-				if (result.saw_own_writes)
-					ereport(NOTICE,
-							(errmsg("result of stampede key \"%s\" is not cached: this transaction has written to what it reads",
-									key_for_message(req)),
-							 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see."),
-							 errhint("Read through stampede before writing, or in another transaction.")));
-				else
-					ereport(NOTICE,
-							(errmsg("result of stampede key \"%s\" is too large to cache",
-									key_for_message(req)),
-							 result.entry == NULL ?
-							 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
-									   stampede_max_entry_size_kb) :
-							 errdetail("Its %zu bytes do not fit in stampede.local_cache_size (%d kB); it was returned but not stored.",
-									   result.entry_len, stampede_local_cache_size_kb),
-							 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
-			}
+			rk->vkey = valkey_key(skey, 'v');
+			rk->lkey = valkey_key(skey, 'l');
+			rk->ekey = valkey_key(skey, 'e');
+			remote = remote_lead_or_wait(req, skey, rk);
+			if (remote == REMOTE_FALLBACK)
+				StampedeStatsCount(STAT_FALLBACKS);
 		}
+		if (remote == REMOTE_SERVED)
+		{
+			flight_end(FLIGHT_DONE, NULL, NULL, 0, 0);
+			goto done;
+		}
+		if (remote == REMOTE_RUN_UNCACHED)
+		{
+			run_uncached(req);
+			flight_end(FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
+			goto done;
+		}
+
+		StampedeRunQuery(req->query, req->key, req->keylen, req->outdesc,
+						 req->tupstore, (Size) stampede_max_entry_size_kb * 1024,
+						 &result);
+		StampedeStatsCount(STAT_EXECUTIONS);
+
+		/*
+		 * Rows of a transaction that wrote what they read may show its
+		 * uncommitted changes: they go to its caller only.
+		 */
+		if (result.saw_own_writes)
+			result.entry = NULL;
+
+		if (result.entry != NULL && result.reads.per_role)
+		{
+			StampedeEncoder encoder;
+
+			/* Rows under the role; a stub under the key says so. */
+			StampedeEncoderInit(&encoder, MaxAllocSize, req->key, req->keylen,
+								STAMPEDE_ENTRY_PER_ROLE, result.resultdesc, NULL);
+			StampedeEncoderFinish(&encoder, &stub, &stub_len);
+			puts[nputs++] = (FlightPut) {*skey, stub, stub_len};
+			puts[nputs] = (FlightPut) {*skey, result.entry, result.entry_len};
+			puts[nputs++].key.roleid = GetUserId();
+		}
+		else if (result.entry != NULL)
+			puts[nputs++] = (FlightPut) {*skey, result.entry, result.entry_len};
+
+		/* In Valkey if it can take them; else, or when it fails, locally. */
+		if (rk->token != NULL && remote_store(req, rk, puts, nputs))
+		{
+			flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
+			if (nputs == 0)
+				StampedeStatsCount(STAT_NOT_STORED);
+		}
+		else if (flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
+							puts, nputs, expiry_time(req->ttl_ms)) == FLIGHT_UNCACHEABLE)
+		{
+			StampedeStatsCount(STAT_NOT_STORED);
+			if (result.saw_own_writes)
+				ereport(NOTICE,
+						(errmsg("result of stampede key \"%s\" is not cached: this transaction has written to what it reads",
+								key_for_message(req)),
+						 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see."),
+						 errhint("Read through stampede before writing, or in another transaction.")));
+			else
+				ereport(NOTICE,
+						(errmsg("result of stampede key \"%s\" is too large to cache",
+								key_for_message(req)),
+						 result.entry == NULL ?
+						 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
+								   stampede_max_entry_size_kb) :
+						 errdetail("Its %zu bytes do not fit in stampede.local_cache_size (%d kB); it was returned but not stored.",
+								   result.entry_len, stampede_local_cache_size_kb),
+						 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
+		}
+done:
+		;
 	}
 	PG_CATCH();
 	{
@@ -649,6 +956,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 		StampedeStoreReleaseLockIfHeld();
 		if (LWLockHeldByMe(flight_shared->lock))
 			LWLockRelease(flight_shared->lock);
+		remote_abandon(rk, edata, leaders);
 		if (nled > 0 && memcmp(&led[nled - 1].key, skey, sizeof(*skey)) == 0)
 			flight_end(leaders ? FLIGHT_ABANDONED : FLIGHT_FAILED, edata, NULL, 0, 0);
 		FreeErrorData(edata);
@@ -790,6 +1098,15 @@ StampedeInvalidate(const char *key, int keylen)
 		removed |= StampedeStoreDelete(&skey);
 		removed |= StampedeStoreDeleteAllRoles(skey.dbid, skey.hash) > 0;
 		LWLockRelease(flight_shared->lock);
+
+		/* Not under the LWLock: network I/O must stay interruptible. */
+		if (StampedeValkeyUsable())
+		{
+			bool		deleted = false;
+
+			if (StampedeValkeyDel(valkey_key(&skey, 'v'), &deleted))
+				removed |= deleted;
+		}
 	}
 	if (removed)
 		StampedeStatsCount(STAT_INVALIDATIONS);

@@ -29,6 +29,7 @@ int			stampede_wait_timeout_action = STAMPEDE_ON_TIMEOUT_EXECUTE;
 int			stampede_local_cache_size_kb = 64 * 1024;
 int			stampede_max_entry_size_kb = 8 * 1024;
 char	   *stampede_valkey_url = NULL;
+char	   *stampede_namespace = NULL;
 int			stampede_valkey_connect_timeout_ms = 1000;
 int			stampede_valkey_timeout_ms = 1000;
 int			stampede_valkey_retry_interval_ms = 5000;
@@ -98,6 +99,14 @@ StampedeGucInit(void)
 							   &stampede_valkey_url,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("stampede.namespace",
+							   "Prefix of this database's keys in Valkey.",
+							   "Empty: the cluster's system identifier and the database name, so that a primary and its physical replicas share entries and other clusters never collide.",
+							   &stampede_namespace,
+							   "",
+							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("stampede.valkey_connect_timeout",

@@ -240,7 +240,8 @@ valkey_failed(const ValkeyTarget *t, const char *what, char **error)
 }
 
 /*
- * Send one command and read its reply, under a deadline.  NULL (and *what)
+ * Send one command (argc 0: the one already appended) and read its reply,
+ * under a deadline.  NULL (and *what)
  * when the connection failed or timed out; an error reply is returned as a
  * reply, for the caller to judge.
  */
@@ -250,7 +251,7 @@ valkey_command(int argc, const char **argv, TimestampTz deadline, const char **w
 	redisReply *reply = NULL;
 	int			done = 0;
 
-	if (redisAppendCommandArgv(conn, argc, argv, NULL) != REDIS_OK)
+	if (argc > 0 && redisAppendCommandArgv(conn, argc, argv, NULL) != REDIS_OK)
 	{
 		*what = "out of memory";
 		return NULL;
@@ -453,6 +454,210 @@ StampedeValkeyPing(char **error)
 						  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpectedly");
 	freeReplyObject(reply);
 	return ok;
+}
+
+/*
+ * Run one command on the configured Valkey.  NULL when Valkey cannot be used
+ * (not configured, circuit open, connection failed or timed out, or an error
+ * reply such as OOM, LOADING or READONLY): the caller falls back.
+ */
+static redisReply *
+valkey_run(int argc, const char **argv, const size_t *argvlen)
+{
+	ValkeyTarget t;
+	char	   *error = NULL;
+	const char *what = NULL;
+	redisReply *reply = NULL;
+
+	if (!valkey_ensure(&t, &error))
+		return NULL;
+	PG_TRY();
+	{
+		if (redisAppendCommandArgv(conn, argc, argv, argvlen) != REDIS_OK)
+			what = "out of memory";
+		else
+		{
+			/* valkey_command appends again: send what is queued instead */
+			reply = valkey_command(0, NULL,
+								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															   stampede_valkey_timeout_ms),
+								   &what);
+		}
+	}
+	PG_CATCH();
+	{
+		valkey_disconnect();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (reply == NULL)
+	{
+		valkey_failed(&t, what ? what : "failed", &error);
+		return NULL;
+	}
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		char		message[160];
+
+		snprintf(message, sizeof(message), "%s answered %s", argv[0], reply->str);
+		freeReplyObject(reply);
+		valkey_failed(&t, message, &error);
+		return NULL;
+	}
+	return reply;
+}
+
+/* Can Valkey be tried now?  (Configured, and its circuit not open.) */
+bool
+StampedeValkeyUsable(void)
+{
+	return StampedeValkeyConfigured() && !StampedeValkeyCircuitOpen();
+}
+
+/*
+ * GET each of nkeys keys: values[i] (palloc'd) and lens[i], NULL when
+ * absent.  False when Valkey failed.
+ */
+bool
+StampedeValkeyGet(int nkeys, const char **keys, char **values, Size *lens)
+{
+	const char *argv[3];
+	redisReply *reply;
+
+	Assert(nkeys >= 1 && nkeys <= 2);
+	argv[0] = "MGET";
+	for (int i = 0; i < nkeys; i++)
+		argv[i + 1] = keys[i];
+	reply = valkey_run(nkeys + 1, argv, NULL);
+	if (reply == NULL)
+		return false;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t) nkeys)
+	{
+		freeReplyObject(reply);
+		return false;
+	}
+	for (int i = 0; i < nkeys; i++)
+	{
+		redisReply *r = reply->element[i];
+
+		values[i] = NULL;
+		lens[i] = 0;
+		if (r->type == REDIS_REPLY_STRING)
+		{
+			values[i] = palloc(Max(r->len, 1));
+			memcpy(values[i], r->str, r->len);
+			lens[i] = r->len;
+		}
+	}
+	freeReplyObject(reply);
+	return true;
+}
+
+/* SET key value [PX ms] [NX]; *set says whether it was set.  False on failure. */
+bool
+StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
+				  bool nx, bool *set)
+{
+	char		px[32];
+	const char *argv[6] = {"SET", key, value, "PX", px, "NX"};
+	size_t		argvlen[6] = {3, strlen(key), len, 2, 0, 2};
+	redisReply *reply;
+
+	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
+	argvlen[4] = strlen(px);
+	reply = valkey_run(nx ? 6 : 5, argv, argvlen);
+	if (reply == NULL)
+		return false;
+	if (set)
+		*set = reply->type == REDIS_REPLY_STATUS;
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * In one script: store value under vkey for px_ms (unless value is NULL),
+ * then delete lkey if it still holds token: only its owner lets go.
+ */
+bool
+StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len, int64 px_ms,
+							 const char *lkey, const char *token)
+{
+	static const char *script =
+		"if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
+		"if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
+		"return 1";
+	char		px[32];
+	const char *argv[8] = {"EVAL", script, "2", vkey, lkey, value ? value : "", px, token};
+	size_t		argvlen[8];
+	redisReply *reply;
+
+	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
+	for (int i = 0; i < 8; i++)
+		argvlen[i] = (i == 5) ? (value ? len : 0) : strlen(argv[i]);
+	reply = valkey_run(8, argv, argvlen);
+	if (reply == NULL)
+		return false;
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * One round of single flight, atomically: the key's error marker if there
+ * is one ('e'), else its value ('v'), else the lock, taken with token for
+ * px_ms ('l'), else nothing ('w': another holds the lock).  *kind says
+ * which; *value (palloc'd) holds what 'e' and 'v' found.  False on failure.
+ */
+bool
+StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
+					  const char *token, int64 px_ms, char *kind, char **value, Size *len)
+{
+	static const char *script =
+		"local e = redis.call('GET', KEYS[3]) "
+		"if e then return {'e', e} end "
+		"local v = redis.call('GET', KEYS[1]) "
+		"if v then return {'v', v} end "
+		"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'l', ''} end "
+		"return {'w', ''}";
+	char		px[32];
+	const char *argv[8] = {"EVAL", script, "3", vkey, lkey, ekey, token, px};
+	redisReply *reply;
+
+	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
+	reply = valkey_run(8, argv, NULL);
+	if (reply == NULL)
+		return false;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		reply->element[0]->type != REDIS_REPLY_STRING ||
+		reply->element[1]->type != REDIS_REPLY_STRING)
+	{
+		freeReplyObject(reply);
+		return false;
+	}
+	*kind = reply->element[0]->str[0];
+	*len = reply->element[1]->len;
+	*value = NULL;
+	if (*kind == 'e' || *kind == 'v')
+	{
+		*value = palloc(Max(*len, 1));
+		memcpy(*value, reply->element[1]->str, *len);
+	}
+	freeReplyObject(reply);
+	return true;
+}
+
+/* DEL key.  False on failure. */
+bool
+StampedeValkeyDel(const char *key, bool *deleted)
+{
+	const char *argv[2] = {"DEL", key};
+	redisReply *reply = valkey_run(2, argv, NULL);
+
+	if (reply == NULL)
+		return false;
+	if (deleted)
+		*deleted = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+	freeReplyObject(reply);
+	return true;
 }
 
 bool

@@ -114,3 +114,21 @@ cleanup_throwaway() {
 	done
 	rm -rf "$W"
 }
+
+# pg_start_replica DIR: a streaming physical replica of the server PGHOST/PGPORT
+# point at, in DIR, started.  Sets PGHOST, PGPORT to it.
+pg_start_replica() {
+	local dir=$1 port
+	mkdir -p "$dir"
+	[ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
+	as_server_user "$PG_BINDIR/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres \
+		-D "$dir/data" -R -X stream >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log"; return 1; }
+	port=$(free_port)
+	{
+		echo "port = $port"
+		echo "unix_socket_directories = '$dir'"
+	} | as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null
+	as_server_user "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
+		{ cat "$dir/server.log"; return 1; }
+	export PGHOST=$dir PGPORT=$port
+}

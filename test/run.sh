@@ -11,6 +11,9 @@
 #   valkey         test/valkey.py: the Valkey connection against redis-server
 #                  on 127.0.0.1 (AUTH, unix socket, circuit breaker, a hung
 #                  server and statement_timeout, who sees the URL)
+#   valkey flight  test/valkey_flight.py: a primary and its streaming replica
+#                  sharing one Valkey (one execution between them, the
+#                  leader's error, garbage in Valkey, Valkey stopped and back)
 #   not_preloaded  the error and hint without shared_preload_libraries
 #
 # Ends with "N passed, M failed"; exits non-zero unless all passed.
@@ -56,6 +59,14 @@ tally "$W/sessions.log"
 log "Valkey connection"
 /usr/bin/python3 test/valkey.py 2>&1 | tee "$W/valkey.log" || true
 tally "$W/valkey.log"
+
+log "single flight across a primary and its replica sharing a Valkey"
+a_host=$PGHOST a_port=$PGPORT
+pg_start_replica "$W/b"
+export STAMPEDE_B_HOST=$PGHOST STAMPEDE_B_PORT=$PGPORT
+export PGHOST=$a_host PGPORT=$a_port
+/usr/bin/python3 test/valkey_flight.py 2>&1 | tee "$W/valkey_flight.log" || true
+tally "$W/valkey_flight.log"
 
 log "a server without shared_preload_libraries"
 pg_start "$W/plain"

@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""Single flight across a primary and its streaming replica that share one
+Valkey (redis-server on 127.0.0.1 at a free port): sessions on both servers
+on one cold key run it once between them; the other server gets the rows
+from Valkey; the leader's own error reaches the other server's waiters;
+garbage in Valkey is a miss; with Valkey stopped every call still answers
+(fallbacks counted), and once it is back it is used again.
+
+Server A (the primary) is PGHOST/PGPORT, server B (its replica)
+STAMPEDE_B_HOST/STAMPEDE_B_PORT; both have stampede preloaded.  Executions
+are counted by stampede_stats on both (a replica cannot bump a sequence).
+Sessions are ordered by a gate advisory lock on A and by the counters,
+never by sleeps."""
+
+import os
+import subprocess
+import threading
+import time
+
+import psycopg2
+
+from harness import connect, expect, run
+from valkey import Valkey, free_port
+
+TESTS = []
+DEADLINE_S = 30
+RUN = f"{os.getpid()}.{int(time.time())}"
+GATE = 881
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+def server(name, valkey_port, **settings):
+    """A session on server A or B, pointed at the Valkey."""
+    if name == "B":
+        conn = psycopg2.connect(dbname="postgres", host=os.environ["STAMPEDE_B_HOST"],
+                                port=os.environ["STAMPEDE_B_PORT"],
+                                options=" ".join(f"-c {k}={v}" for k, v in settings.items()) or None)
+        conn.autocommit = True
+    else:
+        conn = connect(**settings)
+    with conn.cursor() as cur:
+        cur.execute("SELECT set_config('stampede.valkey_url', %s, false)",
+                    (f"redis://127.0.0.1:{valkey_port}",))
+        cur.execute("SET stampede.namespace = 'shared-by-a-and-b'")
+        cur.execute("SET stampede.backoff_base = '20ms'")
+        cur.execute("SET stampede.backoff_max = '200ms'")
+    return conn
+
+
+def one(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone() if cur.description else None
+
+
+def runs(conn):
+    return one(conn, "SELECT executions FROM stampede_stats")[0]
+
+
+def call_sql(key, query="SELECT 1::bigint AS run FROM pg_sleep(0.3)"):
+    return (f"SELECT * FROM stampede_cached('{key}-{RUN}', $q${query}$q$, '5 minutes') "
+            f"AS t(run bigint)")
+
+
+class Call(threading.Thread):
+    def __init__(self, conn, sql):
+        super().__init__(daemon=True)
+        self.conn, self.sql = conn, sql
+        self.rows = self.error = None
+        self.start()
+
+    def run(self):
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(self.sql)
+                self.rows = cur.fetchall()
+        except psycopg2.Error as e:
+            self.error = e
+
+    def result(self):
+        self.join(DEADLINE_S)
+        expect(not self.is_alive(), "a call did not return")
+        return self
+
+
+def setup_servers():
+    a = server("A", 1)
+    one(a, "CREATE EXTENSION IF NOT EXISTS stampede")
+    one(a, "CREATE SEQUENCE IF NOT EXISTS vf_runs")
+    b = server("B", 1)
+    end = time.monotonic() + DEADLINE_S
+    while one(b, "SELECT count(*) FROM pg_class WHERE relname = 'vf_runs'")[0] == 0:
+        expect(time.monotonic() < end, "the replica did not replay CREATE EXTENSION")
+        time.sleep(0.05)
+    expect(one(b, "SELECT pg_is_in_recovery()")[0], "server B is not a replica")
+
+
+@test
+def sessions_on_two_servers_run_a_cold_key_once(valkey):
+    a, b = server("A", valkey.port), server("B", valkey.port)
+    before = runs(a) + runs(b)
+    sessions = [server(name, valkey.port) for name in "AB" * 50]
+    calls = [Call(c, call_sql("vf:herd")) for c in sessions]
+    results = [c.result() for c in calls]
+    errors = [r.error for r in results if r.error]
+    expect(not errors, f"errors: {errors[:3]}")
+    executions = runs(a) + runs(b) - before
+    expect(executions == 1, f"the query ran {executions} times on the two servers")
+    expect(len({tuple(r.rows) for r in results}) == 1, "sessions got different rows")
+
+
+@test
+def the_other_server_reads_the_rows_from_valkey(valkey):
+    a, b = server("A", valkey.port), server("B", valkey.port)
+    first = one(a, call_sql("vf:shared"))
+    before = runs(b)
+    second = one(b, call_sql("vf:shared"))
+    expect(first == second, f"A got {first}, B got {second}")
+    expect(runs(b) == before, "B ran the query A had stored")
+
+
+@test
+def the_leaders_error_reaches_the_other_servers_waiters(valkey):
+    a = server("A", valkey.port)
+    gate = server("A", valkey.port)
+    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
+    # Runs on A only (B waits); the sequence keeps r - r from being folded.
+    failing = (f"SELECT 1 / (r - r) AS run FROM (SELECT nextval('vf_runs') AS r "
+               f"FROM pg_advisory_xact_lock_shared({GATE})) s")
+    leader = Call(a, call_sql("vf:fails", failing))
+    end = time.monotonic() + DEADLINE_S
+    while one(gate, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                        AND objid = %s AND NOT granted""", (GATE,))[0] == 0:
+        expect(time.monotonic() < end, "the leader did not reach the gate")
+        time.sleep(0.01)
+    b = server("B", valkey.port)
+    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
+    waiter = Call(server("B", valkey.port), call_sql("vf:fails", failing))
+    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
+        expect(time.monotonic() < end, "B's call did not wait for A's lock")
+        time.sleep(0.01)
+    one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    leader.result()
+    waiter.result()
+    expect(leader.error is not None and leader.error.pgcode == "22012", f"leader: {leader.error!r}")
+    expect(waiter.error is not None and waiter.error.pgcode == "22012", f"waiter: {waiter.error!r}")
+
+
+@test
+def garbage_in_valkey_is_a_miss(valkey):
+    a = server("A", valkey.port)
+    query = "SELECT g, repeat('x', g) AS pad FROM generate_series(1, 50) g"
+    sql = (f"SELECT count(*), sum(length(pad)) FROM stampede_cached('vf:garbage-{RUN}', "
+           f"$q${query}$q$, '5 minutes') AS t(g int, pad text)")
+    expected = one(a, sql)
+    cli = ["redis-cli", "-p", str(valkey.port)]
+    keys = subprocess.run(cli + ["--scan", "--pattern", "stampede:*:v"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    expect(len(keys) == 1, f"expected one entry in Valkey, found {keys}")
+    good = subprocess.run(cli + ["--raw", "GET", keys[0]], capture_output=True, check=True).stdout
+    variants = {
+        "random bytes": os.urandom(len(good)),
+        "truncated": good[: len(good) // 2],
+        "one byte flipped": good[:200] + bytes([good[200] ^ 0x40]) + good[201:],
+        "empty": b"",
+    }
+    for name, value in variants.items():
+        subprocess.run(cli + ["-x", "SET", keys[0]], input=value, capture_output=True, check=True)
+        got = one(a, sql)
+        expect(got == expected, f"{name}: got {got}, expected {expected}")
+
+
+@test
+def valkey_gone_calls_still_answer_then_it_is_used_again(valkey):
+    a = server("A", valkey.port, **{"stampede.valkey_retry_interval": "200ms"})
+    valkey.stop()
+    fallbacks = one(a, "SELECT fallbacks FROM stampede_stats")[0]
+    rows = one(a, call_sql("vf:down", "SELECT 42::bigint AS run"))
+    expect(rows == (42,), f"got {rows} with Valkey down")
+    expect(one(a, "SELECT fallbacks FROM stampede_stats")[0] > fallbacks, "no fallback counted")
+    back = Valkey(port=valkey.port)
+    try:
+        end = time.monotonic() + DEADLINE_S
+        while one(a, "SELECT valkey_reachable FROM stampede_status()")[0] is not True:
+            expect(time.monotonic() < end, "Valkey was not used again")
+            time.sleep(0.05)
+        one(a, call_sql("vf:back", "SELECT 7::bigint AS run"))
+        b = server("B", back.port)
+        before = runs(b)
+        expect(one(b, call_sql("vf:back", "SELECT 8::bigint AS run")) == (7,),
+               "B did not get A's rows from Valkey once it was back")
+        expect(runs(b) == before, "B ran the query")
+    finally:
+        back.stop()
+
+
+def main():
+    setup_servers()
+    state = {}
+
+    def fresh_valkey():
+        if "valkey" in state:
+            state["valkey"].stop()
+        state["valkey"] = Valkey()
+        return state["valkey"]
+
+    try:
+        return run("valkey flight", TESTS, fresh_valkey)
+    finally:
+        if "valkey" in state:
+            state["valkey"].stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
