@@ -95,7 +95,7 @@ StampedeGucInit(void)
 	/* Superuser-only, and hidden from others: it may hold a password. */
 	DefineCustomStringVariable("stampede.valkey_url",
 							   "Valkey (or Redis) server: redis://[user:password@]host[:port][/db] or unix://[user:password@]/path[?db=N].",
-							   "Empty: no Valkey.  Connection and status only in this version; entries stay in the local store.",
+							   "Empty: no Valkey; entries stay in this server's shared memory.",
 							   &stampede_valkey_url,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY,

@@ -20,8 +20,8 @@
  *	  Messages name the server by host and port (or socket path) only: the
  *	  URL may hold a password.
  *
- *	  This version connects and reports (stampede_status); entries and locks
- *	  stay in the local store.
+ *	  The commands single flight needs are here too (MGET, SET, DEL and two
+ *	  scripts); what they mean is flight.c's business.
  *
  *-------------------------------------------------------------------------
  */
@@ -685,7 +685,9 @@ stampede_status(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	values[0] = CStringGetTextDatum(StampedeStoreAvailable() ? "local" : "not preloaded");
+	values[0] = CStringGetTextDatum(!StampedeStoreAvailable() ? "not preloaded" :
+									!configured ? "local" :
+									reachable ? "valkey" : "fallback");
 	values[1] = BoolGetDatum(configured);
 	values[2] = BoolGetDatum(reachable);
 	nulls[2] = !configured;

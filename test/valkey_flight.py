@@ -182,12 +182,14 @@ def valkey_gone_calls_still_answer_then_it_is_used_again(valkey):
     rows = one(a, call_sql("vf:down", "SELECT 42::bigint AS run"))
     expect(rows == (42,), f"got {rows} with Valkey down")
     expect(one(a, "SELECT fallbacks FROM stampede_stats")[0] > fallbacks, "no fallback counted")
+    expect(one(a, "SELECT mode FROM stampede_status()")[0] == "fallback", "status does not say fallback")
     back = Valkey(port=valkey.port)
     try:
         end = time.monotonic() + DEADLINE_S
         while one(a, "SELECT valkey_reachable FROM stampede_status()")[0] is not True:
             expect(time.monotonic() < end, "Valkey was not used again")
             time.sleep(0.05)
+        expect(one(a, "SELECT mode FROM stampede_status()")[0] == "valkey", "status does not say valkey")
         one(a, call_sql("vf:back", "SELECT 7::bigint AS run"))
         b = server("B", back.port)
         before = runs(b)
