@@ -101,7 +101,10 @@ typedef struct LedFlight
 	LOCKTAG		tag;
 	uint32		gen;
 	int			nest_level;
+	struct RemoteKeys *remote;	/* its Valkey lock, while held */
 } LedFlight;
+
+static void remote_release(struct RemoteKeys *rk);
 
 /* One value to store when a flight ends well. */
 typedef struct FlightPut
@@ -273,7 +276,12 @@ flight_abandon_from(int nest_level)
 	if (LWLockHeldByMe(flight_shared->lock))
 		LWLockRelease(flight_shared->lock);
 	while (nled > 0 && led[nled - 1].nest_level >= nest_level)
+	{
+		/* Other servers' waiters must not wait for the lock to expire. */
+		if (led[nled - 1].remote != NULL)
+			remote_release(led[nled - 1].remote);
 		flight_end(FLIGHT_ABANDONED, NULL, NULL, 0, 0);
+	}
 }
 
 static void
@@ -352,6 +360,7 @@ flight_try_lead(const StampedeStoreKey *key, uint32 *gen)
 	led[nled].tag = tag;
 	led[nled].gen = flight->gen;
 	led[nled].nest_level = GetCurrentTransactionNestLevel();
+	led[nled].remote = NULL;
 	nled++;
 	*gen = flight->gen;
 	LWLockRelease(flight_shared->lock);
@@ -839,6 +848,13 @@ remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
 	rk->token = NULL;
 }
 
+/* Let go of the Valkey lock, as a leader that is going away. */
+static void
+remote_release(struct RemoteKeys *rk)
+{
+	remote_abandon(rk, NULL, true);
+}
+
 /* The leader's part: double-check, run, store, end the flight. */
 static void
 lead(StampedeRequest *req, const StampedeStoreKey *skey)
@@ -870,6 +886,8 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 			rk->lkey = valkey_key(skey, 'l');
 			rk->ekey = valkey_key(skey, 'e');
 			remote = remote_lead_or_wait(req, skey, rk);
+			if (remote == REMOTE_LEAD)
+				led[nled - 1].remote = rk;
 			if (remote == REMOTE_FALLBACK)
 				StampedeStatsCount(STAT_FALLBACKS);
 		}

@@ -151,6 +151,37 @@ def the_leaders_error_reaches_the_other_servers_waiters(valkey):
 
 
 @test
+def a_terminated_leaders_lock_is_released_at_once(valkey):
+    a = server("A", valkey.port)
+    gate = server("A", valkey.port)
+    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
+    gated = f"SELECT 5::bigint AS run FROM pg_advisory_xact_lock_shared({GATE})"
+    leader = Call(a, call_sql("vf:terminated", gated))
+    leader_pid = one(gate, """SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+                              AND objid = %s AND NOT granted""", (GATE,))
+    end = time.monotonic() + DEADLINE_S
+    while leader_pid is None:
+        expect(time.monotonic() < end, "the leader did not reach the gate")
+        time.sleep(0.01)
+        leader_pid = one(gate, """SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+                                  AND objid = %s AND NOT granted""", (GATE,))
+    b = server("B", valkey.port)
+    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
+    # stampede.lock_timeout is 10 s: the lock must not merely expire.
+    waiter = Call(server("B", valkey.port), call_sql("vf:terminated", gated))
+    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
+        expect(time.monotonic() < end, "B's call did not wait for A's lock")
+        time.sleep(0.01)
+    terminated = time.monotonic()
+    one(gate, "SELECT pg_terminate_backend(%s)", (leader_pid[0],))
+    waiter.result()
+    took = time.monotonic() - terminated
+    expect(waiter.error is None and waiter.rows == [(5,)], f"waiter: {waiter.error!r} {waiter.rows}")
+    expect(took < 3.0, f"B took over {took:.1f} s after the leader was terminated")
+    one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
+
+
+@test
 def garbage_in_valkey_is_a_miss(valkey):
     a = server("A", valkey.port)
     query = "SELECT g, repeat('x', g) AS pad FROM generate_series(1, 50) g"
