@@ -54,6 +54,7 @@
 #include "compat.h"
 #include "flight.h"
 #include "guc.h"
+#include "lease.h"
 #include "query.h"
 #include "stats.h"
 #include "store_local.h"
@@ -665,6 +666,7 @@ typedef struct RemoteKeys
 	char	   *lkey;
 	char	   *ekey;
 	char	   *token;			/* set while this backend holds the lock */
+	int			lease;			/* its slot for renewal, or -1 */
 } RemoteKeys;
 
 /*
@@ -756,6 +758,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		if (kind == 'l')
 		{
 			rk->token = pstrdup(token);
+			rk->lease = StampedeLeaseAdd(rk->lkey, token, stampede_lock_timeout_ms);
 			return REMOTE_LEAD;
 		}
 		if (kind == 'e' && remote_parse_error(value, len, &error))
@@ -775,6 +778,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 			if (acquired)
 			{
 				rk->token = pstrdup(token);
+				rk->lease = StampedeLeaseAdd(rk->lkey, token, stampede_lock_timeout_ms);
 				return REMOTE_LEAD;
 			}
 		}
@@ -829,7 +833,10 @@ remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int np
 										  nputs > 0 ? puts[nputs - 1].len : 0,
 										  ttl_ms, rk->lkey, rk->token);
 	if (ok)
+	{
+		StampedeLeaseRemove(rk->lease);
 		rk->token = NULL;
+	}
 	return ok;
 }
 
@@ -839,6 +846,7 @@ remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
 {
 	if (rk->token == NULL)
 		return;
+	StampedeLeaseRemove(rk->lease);
 	/* Bounded by stampede.valkey_timeout; a cancel is already being handled. */
 	HOLD_INTERRUPTS();
 	if (!leaders)
@@ -863,6 +871,8 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 
 	/* In memory, not in a local that longjmp may restore stale: see PG_CATCH. */
 	RemoteKeys *rk = palloc0(sizeof(RemoteKeys));
+
+	rk->lease = -1;
 
 	PG_TRY();
 	{

@@ -19,6 +19,7 @@
 #include "compat.h"
 #include "flight.h"
 #include "guc.h"
+#include "lease.h"
 #include "scan.h"
 #include "stats.h"
 #include "store_local.h"
@@ -39,9 +40,10 @@ stampede_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(add_size(StampedeStatsShmemSize(),
-											 StampedeStoreShmemSize()),
-									StampedeFlightShmemSize()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(StampedeStatsShmemSize(),
+													  StampedeStoreShmemSize()),
+											 StampedeFlightShmemSize()),
+									StampedeLeaseShmemSize()));
 	RequestNamedLWLockTranche("stampede", 2);	/* store, flight table */
 }
 
@@ -55,6 +57,7 @@ stampede_shmem_startup(void)
 	StampedeStatsShmemInit();
 	StampedeStoreShmemInit();
 	StampedeFlightShmemInit();
+	StampedeLeaseShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -75,4 +78,5 @@ _PG_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = stampede_shmem_startup;
+	StampedeLeaseWorkerRegister();
 }

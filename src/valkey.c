@@ -645,6 +645,25 @@ StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
 	return true;
 }
 
+/* Extend the lock at key by px_ms, if it still holds token.  False on failure. */
+bool
+StampedeValkeyRenew(const char *key, const char *token, int64 px_ms)
+{
+	static const char *script =
+		"if redis.call('GET', KEYS[1]) == ARGV[1] then "
+		"return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+	char		px[32];
+	const char *argv[6] = {"EVAL", script, "1", key, token, px};
+	redisReply *reply;
+
+	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
+	reply = valkey_run(6, argv, NULL);
+	if (reply == NULL)
+		return false;
+	freeReplyObject(reply);
+	return true;
+}
+
 /* DEL key.  False on failure. */
 bool
 StampedeValkeyDel(const char *key, bool *deleted)

@@ -18,6 +18,7 @@ extern bool StampedeValkeySet(const char *key, const char *value, Size len, int6
 extern bool StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len,
 										 int64 px_ms, const char *lkey, const char *token);
 extern bool StampedeValkeyDel(const char *key, bool *deleted);
+extern bool StampedeValkeyRenew(const char *key, const char *token, int64 px_ms);
 extern bool StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
 								  const char *token, int64 px_ms, char *kind,
 								  char **value, Size *len);

@@ -182,6 +182,26 @@ def a_terminated_leaders_lock_is_released_at_once(valkey):
 
 
 @test
+def a_leader_running_longer_than_lock_timeout_keeps_its_lock(valkey):
+    a, b = server("A", valkey.port), server("B", valkey.port)
+    before = runs(a) + runs(b)
+    one(a, "SET stampede.lock_timeout = '600ms'")
+    slow = "SELECT 9::bigint AS run FROM pg_sleep(2)"
+    leader = Call(a, call_sql("vf:slow", slow))
+    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
+    end = time.monotonic() + DEADLINE_S
+    waiter = Call(server("B", valkey.port), call_sql("vf:slow", slow))
+    while waiter.is_alive() and one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
+        expect(time.monotonic() < end, "B's call neither waited nor returned")
+        time.sleep(0.01)
+    leader.result()
+    waiter.result()
+    expect(leader.error is None and waiter.error is None, f"{leader.error!r} {waiter.error!r}")
+    executions = runs(a) + runs(b) - before
+    expect(executions == 1, f"the 2 s query ran {executions} times with a 600 ms lock_timeout")
+
+
+@test
 def garbage_in_valkey_is_a_miss(valkey):
     a = server("A", valkey.port)
     query = "SELECT g, repeat('x', g) AS pad FROM generate_series(1, 50) g"

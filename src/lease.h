@@ -1,0 +1,19 @@
+/*-------------------------------------------------------------------------
+ *
+ * lease.h
+ *	  Renewal of the Valkey locks of live leaders.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef STAMPEDE_LEASE_H
+#define STAMPEDE_LEASE_H
+
+#define STAMPEDE_LEASE_TOKEN_LEN 33
+
+extern Size StampedeLeaseShmemSize(void);
+extern void StampedeLeaseShmemInit(void);
+extern void StampedeLeaseWorkerRegister(void);
+extern int	StampedeLeaseAdd(const char *key, const char *token, int64 px_ms);
+extern void StampedeLeaseRemove(int slot);
+
+#endif							/* STAMPEDE_LEASE_H */
