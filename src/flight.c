@@ -665,6 +665,7 @@ typedef struct RemoteKeys
 	char	   *vkey;
 	char	   *lkey;
 	char	   *ekey;
+	char	   *channel;		/* where the leader publishes that it is done */
 	char	   *token;			/* set while this backend holds the lock */
 	int			lease;			/* its slot for renewal, or -1 */
 } RemoteKeys;
@@ -796,18 +797,31 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 			return REMOTE_RUN_UNCACHED;
 		}
 
-		/* Another server leads: back off with jitter, interruptibly. */
+		/*
+		 * Another server leads.  First subscribe to its wake-up, then look
+		 * again at once: a wake-up sent before the subscription is lost.
+		 */
 		if (!waited)
+		{
 			StampedeStatsCount(STAT_LOCK_WAITS);
-		waited = true;
+			waited = true;
+			if (StampedeValkeySubscribe(rk->channel))
+				continue;
+		}
 		sleep_ms = delay + (long) (pg_prng_double(&pg_global_prng_state) * stampede_backoff_base_ms);
 		if (deadline != 0)
 			sleep_ms = Min(sleep_ms, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline), 1));
+		/* The backoff stays, as the safety net for a lost wake-up. */
 		wait_start = GetCurrentTimestamp();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		if (StampedeValkeySubscribed())
+			(void) StampedeValkeyWaitMessage(sleep_ms);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 sleep_ms, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
 		StampedeStatsAdd(STAT_WAIT_TIME_US, GetCurrentTimestamp() - wait_start);
 		delay = Min(delay * 2, stampede_backoff_max_ms);
 	}
@@ -831,7 +845,7 @@ remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int np
 		ok = StampedeValkeyStoreAndUnlock(nputs > 0 ? valkey_key(&puts[nputs - 1].key, 'v') : rk->vkey,
 										  nputs > 0 ? puts[nputs - 1].data : NULL,
 										  nputs > 0 ? puts[nputs - 1].len : 0,
-										  ttl_ms, rk->lkey, rk->token);
+										  ttl_ms, rk->lkey, rk->token, rk->channel);
 	if (ok)
 	{
 		StampedeLeaseRemove(rk->lease);
@@ -851,7 +865,7 @@ remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
 	HOLD_INTERRUPTS();
 	if (!leaders)
 		remote_put_error(rk, edata);
-	(void) StampedeValkeyStoreAndUnlock(rk->vkey, NULL, 0, 1, rk->lkey, rk->token);
+	(void) StampedeValkeyStoreAndUnlock(rk->vkey, NULL, 0, 1, rk->lkey, rk->token, rk->channel);
 	RESUME_INTERRUPTS();
 	rk->token = NULL;
 }
@@ -895,7 +909,9 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 			rk->vkey = valkey_key(skey, 'v');
 			rk->lkey = valkey_key(skey, 'l');
 			rk->ekey = valkey_key(skey, 'e');
+			rk->channel = valkey_key(skey, 'c');
 			remote = remote_lead_or_wait(req, skey, rk);
+			StampedeValkeyUnsubscribe();
 			if (remote == REMOTE_LEAD)
 				led[nled - 1].remote = rk;
 			if (remote == REMOTE_FALLBACK)
@@ -984,6 +1000,7 @@ done:
 		StampedeStoreReleaseLockIfHeld();
 		if (LWLockHeldByMe(flight_shared->lock))
 			LWLockRelease(flight_shared->lock);
+		StampedeValkeyUnsubscribe();
 		remote_abandon(rk, edata, leaders);
 		if (nled > 0 && memcmp(&led[nled - 1].key, skey, sizeof(*skey)) == 0)
 			flight_end(leaders ? FLIGHT_ABANDONED : FLIGHT_FAILED, edata, NULL, 0, 0);

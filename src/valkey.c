@@ -178,7 +178,7 @@ parse_url(const char *url, ValkeyTarget *t, char **error)
  * A cancel or termination raises its error from CHECK_FOR_INTERRUPTS.
  */
 static bool
-valkey_wait(int events, TimestampTz deadline)
+valkey_wait(redisContext *c, int events, TimestampTz deadline)
 {
 	for (;;)
 	{
@@ -189,7 +189,7 @@ valkey_wait(int events, TimestampTz deadline)
 			return false;
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT | events,
-							   conn->fd, timeout, PG_WAIT_EXTENSION);
+							   c->fd, timeout, PG_WAIT_EXTENSION);
 		if (rc & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
@@ -246,24 +246,25 @@ valkey_failed(const ValkeyTarget *t, const char *what, char **error)
  * reply, for the caller to judge.
  */
 static redisReply *
-valkey_command(int argc, const char **argv, TimestampTz deadline, const char **what)
+valkey_command(redisContext *c, int argc, const char **argv, TimestampTz deadline,
+			   const char **what)
 {
 	redisReply *reply = NULL;
 	int			done = 0;
 
-	if (argc > 0 && redisAppendCommandArgv(conn, argc, argv, NULL) != REDIS_OK)
+	if (argc > 0 && redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
 	{
 		*what = "out of memory";
 		return NULL;
 	}
 	while (!done)
 	{
-		if (redisBufferWrite(conn, &done) != REDIS_OK)
+		if (redisBufferWrite(c, &done) != REDIS_OK)
 		{
 			*what = "connection lost";
 			return NULL;
 		}
-		if (!done && !valkey_wait(WL_SOCKET_WRITEABLE, deadline))
+		if (!done && !valkey_wait(c, WL_SOCKET_WRITEABLE, deadline))
 		{
 			*what = "timed out";
 			return NULL;
@@ -271,19 +272,19 @@ valkey_command(int argc, const char **argv, TimestampTz deadline, const char **w
 	}
 	for (;;)
 	{
-		if (redisGetReplyFromReader(conn, (void **) &reply) != REDIS_OK)
+		if (redisGetReplyFromReader(c, (void **) &reply) != REDIS_OK)
 		{
 			*what = "protocol error";
 			return NULL;
 		}
 		if (reply != NULL)
 			return reply;
-		if (!valkey_wait(WL_SOCKET_READABLE, deadline))
+		if (!valkey_wait(c, WL_SOCKET_READABLE, deadline))
 		{
 			*what = "timed out";
 			return NULL;
 		}
-		if (redisBufferRead(conn) != REDIS_OK)
+		if (redisBufferRead(c) != REDIS_OK)
 		{
 			*what = "connection lost";
 			return NULL;
@@ -297,7 +298,7 @@ valkey_setup_command(const ValkeyTarget *t, int argc, const char **argv,
 					 TimestampTz deadline, char **error)
 {
 	const char *what = NULL;
-	redisReply *reply = valkey_command(argc, argv, deadline, &what);
+	redisReply *reply = valkey_command(conn, argc, argv, deadline, &what);
 	bool		ok;
 
 	if (reply == NULL)
@@ -341,7 +342,7 @@ valkey_connect(const ValkeyTarget *t, char **error)
 	}
 	conn_url = MemoryContextStrdup(TopMemoryContext, stampede_valkey_url);
 
-	if (!valkey_wait(WL_SOCKET_WRITEABLE, deadline))
+	if (!valkey_wait(conn, WL_SOCKET_WRITEABLE, deadline))
 		return valkey_failed(t, "connect timed out", error);
 	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
 		return valkey_failed(t, soerr ? strerror(soerr) : "cannot connect", error);
@@ -435,7 +436,7 @@ StampedeValkeyPing(char **error)
 		return false;
 	PG_TRY();
 	{
-		reply = valkey_command(1, ping,
+		reply = valkey_command(conn, 1, ping,
 							   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														   stampede_valkey_timeout_ms),
 							   &what);
@@ -478,7 +479,7 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 		else
 		{
 			/* valkey_command appends again: send what is queued instead */
-			reply = valkey_command(0, NULL,
+			reply = valkey_command(conn, 0, NULL,
 								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															   stampede_valkey_timeout_ms),
 								   &what);
@@ -576,25 +577,27 @@ StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
 
 /*
  * In one script: store value under vkey for px_ms (unless value is NULL),
- * then delete lkey if it still holds token: only its owner lets go.
+ * delete lkey if it still holds token (only its owner lets go), and wake
+ * the waiters subscribed to channel.
  */
 bool
 StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len, int64 px_ms,
-							 const char *lkey, const char *token)
+							 const char *lkey, const char *token, const char *channel)
 {
 	static const char *script =
 		"if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
 		"if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
+		"redis.call('PUBLISH', KEYS[3], '1') "
 		"return 1";
 	char		px[32];
-	const char *argv[8] = {"EVAL", script, "2", vkey, lkey, value ? value : "", px, token};
-	size_t		argvlen[8];
+	const char *argv[9] = {"EVAL", script, "3", vkey, lkey, channel, value ? value : "", px, token};
+	size_t		argvlen[9];
 	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	for (int i = 0; i < 8; i++)
-		argvlen[i] = (i == 5) ? (value ? len : 0) : strlen(argv[i]);
-	reply = valkey_run(8, argv, argvlen);
+	for (int i = 0; i < 9; i++)
+		argvlen[i] = (i == 6) ? (value ? len : 0) : strlen(argv[i]);
+	reply = valkey_run(9, argv, argvlen);
 	if (reply == NULL)
 		return false;
 	freeReplyObject(reply);
@@ -662,6 +665,139 @@ StampedeValkeyRenew(const char *key, const char *token, int64 px_ms)
 		return false;
 	freeReplyObject(reply);
 	return true;
+}
+
+/* ---- waking waiters: a second connection, subscribed ---- */
+
+static redisContext *sub = NULL;
+
+static void
+sub_drop(void)
+{
+	if (sub != NULL)
+	{
+		redisFree(sub);
+		ReleaseExternalFD();
+		sub = NULL;
+	}
+}
+
+/*
+ * Subscribe to channel on a connection of its own, so that a waiter can
+ * sleep until the leader publishes.  False when that cannot be had: the
+ * waiter then only backs off.
+ */
+bool
+StampedeValkeySubscribe(const char *channel)
+{
+	ValkeyTarget t;
+	char	   *error = NULL;
+	redisContext *saved_conn = conn;
+	char	   *saved_url = conn_url;
+	const char *argv[2] = {"SUBSCRIBE", channel};
+	const char *what = NULL;
+	redisReply *reply = NULL;
+	bool		ok = false;
+
+	sub_drop();
+	if (!StampedeValkeyUsable() || !parse_url(stampede_valkey_url, &t, &error))
+		return false;
+
+	/* valkey_connect makes the global conn: borrow it for a moment. */
+	conn = NULL;
+	conn_url = NULL;
+	PG_TRY();
+	{
+		ok = valkey_connect(&t, &error);
+		sub = conn;
+		if (conn_url != NULL)
+			pfree(conn_url);
+		conn = saved_conn;
+		conn_url = saved_url;
+		if (ok)
+			reply = valkey_command(sub, 2, argv,
+								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															   stampede_valkey_timeout_ms),
+								   &what);
+	}
+	PG_CATCH();
+	{
+		if (conn != saved_conn)
+			sub = conn;
+		conn = saved_conn;
+		conn_url = saved_url;
+		sub_drop();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY)
+	{
+		if (reply)
+			freeReplyObject(reply);
+		sub_drop();
+		return false;
+	}
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * Sleep until a message comes on the subscription or timeout_ms passes;
+ * true when a message came.  Interruptible: a cancel raises at once.
+ */
+bool
+StampedeValkeyWaitMessage(long timeout_ms)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	bool		got = false;
+
+	if (sub == NULL)
+		return false;
+	PG_TRY();
+	{
+		for (;;)
+		{
+			redisReply *reply = NULL;
+
+			if (redisGetReplyFromReader(sub, (void **) &reply) != REDIS_OK)
+			{
+				sub_drop();
+				break;
+			}
+			if (reply != NULL)
+			{
+				freeReplyObject(reply);
+				got = true;
+				break;
+			}
+			if (!valkey_wait(sub, WL_SOCKET_READABLE, deadline))
+				break;
+			if (redisBufferRead(sub) != REDIS_OK)
+			{
+				sub_drop();
+				break;
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		sub_drop();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return got;
+}
+
+bool
+StampedeValkeySubscribed(void)
+{
+	return sub != NULL;
+}
+
+void
+StampedeValkeyUnsubscribe(void)
+{
+	sub_drop();
 }
 
 /* DEL key.  False on failure. */

@@ -16,7 +16,12 @@ extern bool StampedeValkeyGet(int nkeys, const char **keys, char **values, Size 
 extern bool StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
 							  bool nx, bool *set);
 extern bool StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len,
-										 int64 px_ms, const char *lkey, const char *token);
+										 int64 px_ms, const char *lkey, const char *token,
+										 const char *channel);
+extern bool StampedeValkeySubscribe(const char *channel);
+extern bool StampedeValkeyWaitMessage(long timeout_ms);
+extern bool StampedeValkeySubscribed(void);
+extern void StampedeValkeyUnsubscribe(void);
 extern bool StampedeValkeyDel(const char *key, bool *deleted);
 extern bool StampedeValkeyRenew(const char *key, const char *token, int64 px_ms);
 extern bool StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,

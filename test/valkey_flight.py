@@ -124,6 +124,38 @@ def the_other_server_reads_the_rows_from_valkey(valkey):
 
 
 @test
+def the_other_servers_waiter_is_woken_not_left_to_its_backoff(valkey):
+    a = server("A", valkey.port)
+    gate = server("A", valkey.port)
+    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
+    gated = f"SELECT 6::bigint AS run FROM pg_advisory_xact_lock_shared({GATE})"
+    leader = Call(a, call_sql("vf:wake", gated))
+    end = time.monotonic() + DEADLINE_S
+    while one(gate, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                        AND objid = %s AND NOT granted""", (GATE,))[0] == 0:
+        expect(time.monotonic() < end, "the leader did not reach the gate")
+        time.sleep(0.01)
+    b = server("B", valkey.port)
+    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
+    # A backoff of 5 s: only the leader's PUBLISH can bring B back soon.
+    slow_poller = server("B", valkey.port, **{"stampede.backoff_base": "5s", "stampede.backoff_max": "5s"})
+    with slow_poller.cursor() as cur:
+        cur.execute("SET stampede.backoff_base = '5s'")
+        cur.execute("SET stampede.backoff_max = '5s'")
+    waiter = Call(slow_poller, call_sql("vf:wake", gated))
+    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
+        expect(time.monotonic() < end, "B's call did not wait for A's lock")
+        time.sleep(0.01)
+    one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    leader.result()
+    leader_done = time.monotonic()
+    waiter.result()
+    lag = time.monotonic() - leader_done
+    expect(waiter.error is None and waiter.rows == [(6,)], f"waiter: {waiter.error!r} {waiter.rows}")
+    expect(lag < 1.0, f"B returned {lag:.2f} s after A: it was not woken")
+
+
+@test
 def the_leaders_error_reaches_the_other_servers_waiters(valkey):
     a = server("A", valkey.port)
     gate = server("A", valkey.port)
