@@ -13,6 +13,7 @@ Sessions are ordered by a gate advisory lock on A and by the counters,
 never by sleeps."""
 
 import os
+import random
 import subprocess
 import threading
 import time
@@ -234,6 +235,38 @@ def a_leader_running_longer_than_lock_timeout_keeps_its_lock(valkey):
 
 
 @test
+def a_waiter_cancelled_in_its_backoff_stops_at_once(valkey):
+    a = server("A", valkey.port)
+    gate = server("A", valkey.port)
+    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
+    gated = f"SELECT 4::bigint AS run FROM pg_advisory_xact_lock_shared({GATE})"
+    leader = Call(a, call_sql("vf:cancel", gated))
+    end = time.monotonic() + DEADLINE_S
+    while one(gate, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                        AND objid = %s AND NOT granted""", (GATE,))[0] == 0:
+        expect(time.monotonic() < end, "the leader did not reach the gate")
+        time.sleep(0.01)
+    b = server("B", valkey.port)
+    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
+    waiter_conn = server("B", valkey.port)
+    waiter_pid = waiter_conn.get_backend_pid()
+    waiter = Call(waiter_conn, call_sql("vf:cancel", gated))
+    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
+        expect(time.monotonic() < end, "B's call did not wait for A's lock")
+        time.sleep(0.01)
+    cancelled = time.monotonic()
+    one(b, "SELECT pg_cancel_backend(%s)", (waiter_pid,))
+    waiter.result()
+    took = time.monotonic() - cancelled
+    expect(waiter.error is not None and waiter.error.pgcode == "57014", f"waiter: {waiter.error!r}")
+    expect(took < 0.5, f"the cancel took {took:.2f} s")
+    one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(leader.result().error is None, f"leader: {leader.error!r}")
+    # B left no lock behind: A's rows are there, and B reads them.
+    expect(one(b, call_sql("vf:cancel", gated)) == (4,), "B does not read A's rows")
+
+
+@test
 def garbage_in_valkey_is_a_miss(valkey):
     a = server("A", valkey.port)
     query = "SELECT g, repeat('x', g) AS pad FROM generate_series(1, 50) g"
@@ -251,6 +284,20 @@ def garbage_in_valkey_is_a_miss(valkey):
         "one byte flipped": good[:200] + bytes([good[200] ^ 0x40]) + good[201:],
         "empty": b"",
     }
+    # and a fuzz: random bytes flipped, cut or spliced, 100 times
+    rng = random.Random(int(RUN.split(".")[1]))
+    for n in range(100):
+        mutated = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            what = rng.choice(("flip", "cut", "splice"))
+            at = rng.randrange(len(mutated)) if mutated else 0
+            if what == "flip" and mutated:
+                mutated[at] ^= 1 << rng.randrange(8)
+            elif what == "cut":
+                del mutated[at:at + rng.randint(1, 64)]
+            else:
+                mutated[at:at] = os.urandom(rng.randint(1, 16))
+        variants[f"fuzz {n}"] = bytes(mutated)
     for name, value in variants.items():
         subprocess.run(cli + ["-x", "SET", keys[0]], input=value, capture_output=True, check=True)
         got = one(a, sql)
