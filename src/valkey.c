@@ -240,19 +240,18 @@ valkey_failed(const ValkeyTarget *t, const char *what, char **error)
 }
 
 /*
- * Send one command (argc 0: the one already appended) and read its reply,
- * under a deadline.  NULL (and *what)
+ * Send one command and read its reply, under a deadline.  NULL (and *what)
  * when the connection failed or timed out; an error reply is returned as a
  * reply, for the caller to judge.
  */
 static redisReply *
-valkey_command(redisContext *c, int argc, const char **argv, TimestampTz deadline,
-			   const char **what)
+valkey_command(redisContext *c, int argc, const char **argv, const size_t *argvlen,
+			   TimestampTz deadline, const char **what)
 {
 	redisReply *reply = NULL;
 	int			done = 0;
 
-	if (argc > 0 && redisAppendCommandArgv(c, argc, argv, NULL) != REDIS_OK)
+	if (redisAppendCommandArgv(c, argc, argv, argvlen) != REDIS_OK)
 	{
 		*what = "out of memory";
 		return NULL;
@@ -298,7 +297,7 @@ valkey_setup_command(const ValkeyTarget *t, int argc, const char **argv,
 					 TimestampTz deadline, char **error)
 {
 	const char *what = NULL;
-	redisReply *reply = valkey_command(conn, argc, argv, deadline, &what);
+	redisReply *reply = valkey_command(conn, argc, argv, NULL, deadline, &what);
 	bool		ok;
 
 	if (reply == NULL)
@@ -398,8 +397,9 @@ valkey_ensure(ValkeyTarget *t, char **error)
 		circuit_open_until = 0; /* another server: try it */
 	if (GetCurrentTimestamp() < circuit_open_until)
 	{
-		*error = psprintf("%s (not retried before stampede.valkey_retry_interval passes)",
-						  last_error);
+		*error = strstr(last_error, "(not retried") ? pstrdup(last_error) :
+			psprintf("%s (not retried before stampede.valkey_retry_interval passes)",
+					 last_error);
 		return false;
 	}
 
@@ -422,41 +422,6 @@ StampedeValkeyConfigured(void)
 	return stampede_valkey_url != NULL && stampede_valkey_url[0] != '\0';
 }
 
-/* Is the configured Valkey answering?  PING it, connecting if need be. */
-bool
-StampedeValkeyPing(char **error)
-{
-	ValkeyTarget t;
-	const char *ping[1] = {"PING"};
-	redisReply *reply = NULL;
-	const char *what = NULL;
-	bool		ok;
-
-	if (!valkey_ensure(&t, error))
-		return false;
-	PG_TRY();
-	{
-		reply = valkey_command(conn, 1, ping,
-							   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														   stampede_valkey_timeout_ms),
-							   &what);
-	}
-	PG_CATCH();
-	{
-		valkey_disconnect();
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	if (reply == NULL)
-		return valkey_failed(&t, what, error);
-	ok = reply->type == REDIS_REPLY_STATUS;
-	if (!ok)
-		*error = psprintf("%s: PING answered %s", t.name,
-						  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpectedly");
-	freeReplyObject(reply);
-	return ok;
-}
-
 /*
  * Run one command on the configured Valkey.  NULL when Valkey cannot be used
  * (not configured, circuit open, connection failed or timed out, or an error
@@ -471,19 +436,18 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 	redisReply *reply = NULL;
 
 	if (!valkey_ensure(&t, &error))
+	{
+		/* Why, for stampede_status. */
+		if (error != last_error)
+			strlcpy(last_error, error, sizeof(last_error));
 		return NULL;
+	}
 	PG_TRY();
 	{
-		if (redisAppendCommandArgv(conn, argc, argv, argvlen) != REDIS_OK)
-			what = "out of memory";
-		else
-		{
-			/* valkey_command appends again: send what is queued instead */
-			reply = valkey_command(conn, 0, NULL,
-								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															   stampede_valkey_timeout_ms),
-								   &what);
-		}
+		reply = valkey_command(conn, argc, argv, argvlen,
+							   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+														   stampede_valkey_timeout_ms),
+							   &what);
 	}
 	PG_CATCH();
 	{
@@ -506,6 +470,28 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 		return NULL;
 	}
 	return reply;
+}
+
+/* Is the configured Valkey answering?  PING it, connecting if need be. */
+bool
+StampedeValkeyPing(char **error)
+{
+	const char *ping[1] = {"PING"};
+	redisReply *reply;
+
+	if (!StampedeValkeyConfigured())
+	{
+		*error = pstrdup("stampede.valkey_url is not set");
+		return false;
+	}
+	reply = valkey_run(1, ping, NULL);
+	if (reply == NULL)
+	{
+		*error = pstrdup(last_error[0] ? last_error : "Valkey cannot be used");
+		return false;
+	}
+	freeReplyObject(reply);
+	return true;
 }
 
 /* Can Valkey be tried now?  (Configured, and its circuit not open.) */
@@ -715,7 +701,7 @@ StampedeValkeySubscribe(const char *channel)
 		conn = saved_conn;
 		conn_url = saved_url;
 		if (ok)
-			reply = valkey_command(sub, 2, argv,
+			reply = valkey_command(sub, 2, argv, NULL,
 								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															   stampede_valkey_timeout_ms),
 								   &what);

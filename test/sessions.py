@@ -12,16 +12,12 @@ closing 'N passed, M failed' line; exits non-zero on any failure."""
 
 import os
 import sys
-import threading
 import time
 
-import psycopg2
-
-from harness import connect, expect, run
+from harness import Call, connect, expect, one, run, wait_until
 
 STAMPEDE_LOCK_CLASS = 21332  # objsubid of stampede's advisory locks in pg_locks
 GATE = 779                   # the test's own advisory lock
-DEADLINE_S = 30              # no single wait in here may take longer
 RUN = f"{os.getpid()}.{int(time.time())}"  # keys of this run: cold whatever ran before
 
 TESTS = []
@@ -30,22 +26,6 @@ TESTS = []
 def test(fn):
     TESTS.append(fn)
     return fn
-
-
-def one(conn, sql, args=None):
-    """Run sql; its first row, if it returns rows."""
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchone() if cur.description else None
-
-
-def wait_until(what, condition):
-    """Poll a condition that another session makes true; fail after DEADLINE_S."""
-    end = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def runs(conn):
@@ -90,32 +70,6 @@ def open_gate(admin, leader=None):
     one(admin, "SELECT pg_advisory_unlock(%s)", (GATE,))
     if leader is not None:
         expect(leader.result().error is None, f"leader failed: {leader.error!r}")
-
-
-class Call(threading.Thread):
-    """One session's call in a thread: its rows, or the error it raised, and when."""
-
-    def __init__(self, conn, sql):
-        super().__init__(daemon=True)
-        self.conn, self.sql = conn, sql
-        self.pid = conn.get_backend_pid()
-        self.rows = self.error = self.ended = None
-        self.start()
-
-    def run(self):
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute(self.sql)
-                self.rows = cur.fetchall()
-        except psycopg2.Error as e:
-            self.error = e
-        self.ended = time.monotonic()
-
-    def result(self):
-        self.join(DEADLINE_S)
-        if self.is_alive():
-            raise AssertionError(f"session {self.pid} did not return")
-        return self
 
 
 @test

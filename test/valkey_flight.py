@@ -15,16 +15,14 @@ never by sleeps."""
 import os
 import random
 import subprocess
-import threading
 import time
 
 import psycopg2
 
-from harness import connect, expect, run
+from harness import Call, connect, expect, one, run, wait_until
 from valkey import Valkey, free_port
 
 TESTS = []
-DEADLINE_S = 30
 RUN = f"{os.getpid()}.{int(time.time())}"
 GATE = 881
 
@@ -35,27 +33,46 @@ def test(fn):
 
 
 def server(name, valkey_port, **settings):
-    """A session on server A or B, pointed at the Valkey."""
+    """A session on server A or B, pointed at the Valkey; settings (stampede.*
+    without the prefix) after the defaults."""
     if name == "B":
         conn = psycopg2.connect(dbname="postgres", host=os.environ["STAMPEDE_B_HOST"],
-                                port=os.environ["STAMPEDE_B_PORT"],
-                                options=" ".join(f"-c {k}={v}" for k, v in settings.items()) or None)
+                                port=os.environ["STAMPEDE_B_PORT"])
         conn.autocommit = True
     else:
-        conn = connect(**settings)
-    with conn.cursor() as cur:
-        cur.execute("SELECT set_config('stampede.valkey_url', %s, false)",
-                    (f"redis://127.0.0.1:{valkey_port}",))
-        cur.execute("SET stampede.namespace = 'shared-by-a-and-b'")
-        cur.execute("SET stampede.backoff_base = '20ms'")
-        cur.execute("SET stampede.backoff_max = '200ms'")
+        conn = connect()
+    settings = {"valkey_url": f"redis://127.0.0.1:{valkey_port}",
+                "namespace": "shared-by-a-and-b",
+                "backoff_base": "20ms", "backoff_max": "200ms", **settings}
+    for name_, value in settings.items():
+        one(conn, "SELECT set_config(%s, %s, false)", (f"stampede.{name_}", value))
     return conn
 
 
-def one(conn, sql, args=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return cur.fetchone() if cur.description else None
+def gate_waiters(conn):
+    return one(conn, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                        AND objid = %s AND NOT granted""", (GATE,))[0]
+
+
+def leader_at_gate(valkey, key, result):
+    """On A: close the gate, start a call for key whose query returns result
+    once the gate opens, and wait until it waits there.  (gate, leader)."""
+    gate = server("A", valkey.port)
+    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
+    query = f"SELECT {result}::bigint AS run FROM pg_advisory_xact_lock_shared({GATE})"
+    leader = Call(server("A", valkey.port), call_sql(key, query))
+    wait_until("the leader at the gate", lambda: gate_waiters(gate) > 0)
+    return gate, leader
+
+
+def waiter_on_b(valkey, key, query, **settings):
+    """On B: start a call for key, and wait until it waits for A's lock."""
+    b = server("B", valkey.port)
+    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
+    waiter = Call(server("B", valkey.port, **settings), call_sql(key, query))
+    wait_until("B's call waiting for A's lock",
+               lambda: one(b, "SELECT lock_waits FROM stampede_stats")[0] > waits)
+    return waiter
 
 
 def runs(conn):
@@ -67,36 +84,13 @@ def call_sql(key, query="SELECT 1::bigint AS run FROM pg_sleep(0.3)"):
             f"AS t(run bigint)")
 
 
-class Call(threading.Thread):
-    def __init__(self, conn, sql):
-        super().__init__(daemon=True)
-        self.conn, self.sql = conn, sql
-        self.rows = self.error = None
-        self.start()
-
-    def run(self):
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute(self.sql)
-                self.rows = cur.fetchall()
-        except psycopg2.Error as e:
-            self.error = e
-
-    def result(self):
-        self.join(DEADLINE_S)
-        expect(not self.is_alive(), "a call did not return")
-        return self
-
-
 def setup_servers():
     a = server("A", 1)
     one(a, "CREATE EXTENSION IF NOT EXISTS stampede")
     one(a, "CREATE SEQUENCE IF NOT EXISTS vf_runs")
     b = server("B", 1)
-    end = time.monotonic() + DEADLINE_S
-    while one(b, "SELECT count(*) FROM pg_class WHERE relname = 'vf_runs'")[0] == 0:
-        expect(time.monotonic() < end, "the replica did not replay CREATE EXTENSION")
-        time.sleep(0.05)
+    wait_until("the replica replaying the setup",
+               lambda: one(b, "SELECT count(*) FROM pg_class WHERE relname = 'vf_runs'")[0] > 0)
     expect(one(b, "SELECT pg_is_in_recovery()")[0], "server B is not a replica")
 
 
@@ -126,56 +120,28 @@ def the_other_server_reads_the_rows_from_valkey(valkey):
 
 @test
 def the_other_servers_waiter_is_woken_not_left_to_its_backoff(valkey):
-    a = server("A", valkey.port)
-    gate = server("A", valkey.port)
-    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
-    gated = f"SELECT 6::bigint AS run FROM pg_advisory_xact_lock_shared({GATE})"
-    leader = Call(a, call_sql("vf:wake", gated))
-    end = time.monotonic() + DEADLINE_S
-    while one(gate, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-                        AND objid = %s AND NOT granted""", (GATE,))[0] == 0:
-        expect(time.monotonic() < end, "the leader did not reach the gate")
-        time.sleep(0.01)
-    b = server("B", valkey.port)
-    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
+    gate, leader = leader_at_gate(valkey, "vf:wake", 6)
     # A backoff of 5 s: only the leader's PUBLISH can bring B back soon.
-    slow_poller = server("B", valkey.port, **{"stampede.backoff_base": "5s", "stampede.backoff_max": "5s"})
-    with slow_poller.cursor() as cur:
-        cur.execute("SET stampede.backoff_base = '5s'")
-        cur.execute("SET stampede.backoff_max = '5s'")
-    waiter = Call(slow_poller, call_sql("vf:wake", gated))
-    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
-        expect(time.monotonic() < end, "B's call did not wait for A's lock")
-        time.sleep(0.01)
+    waiter = waiter_on_b(valkey, "vf:wake", "SELECT 0::bigint AS run",
+                         backoff_base="5s", backoff_max="5s")
     one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
     leader.result()
-    leader_done = time.monotonic()
     waiter.result()
-    lag = time.monotonic() - leader_done
+    lag = waiter.ended - leader.ended
     expect(waiter.error is None and waiter.rows == [(6,)], f"waiter: {waiter.error!r} {waiter.rows}")
     expect(lag < 1.0, f"B returned {lag:.2f} s after A: it was not woken")
 
 
 @test
 def the_leaders_error_reaches_the_other_servers_waiters(valkey):
-    a = server("A", valkey.port)
     gate = server("A", valkey.port)
     one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
     # Runs on A only (B waits); the sequence keeps r - r from being folded.
     failing = (f"SELECT 1 / (r - r) AS run FROM (SELECT nextval('vf_runs') AS r "
                f"FROM pg_advisory_xact_lock_shared({GATE})) s")
-    leader = Call(a, call_sql("vf:fails", failing))
-    end = time.monotonic() + DEADLINE_S
-    while one(gate, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-                        AND objid = %s AND NOT granted""", (GATE,))[0] == 0:
-        expect(time.monotonic() < end, "the leader did not reach the gate")
-        time.sleep(0.01)
-    b = server("B", valkey.port)
-    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
-    waiter = Call(server("B", valkey.port), call_sql("vf:fails", failing))
-    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
-        expect(time.monotonic() < end, "B's call did not wait for A's lock")
-        time.sleep(0.01)
+    leader = Call(server("A", valkey.port), call_sql("vf:fails", failing))
+    wait_until("the leader at the gate", lambda: gate_waiters(gate) > 0)
+    waiter = waiter_on_b(valkey, "vf:fails", failing)
     one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
     leader.result()
     waiter.result()
@@ -185,30 +151,14 @@ def the_leaders_error_reaches_the_other_servers_waiters(valkey):
 
 @test
 def a_terminated_leaders_lock_is_released_at_once(valkey):
-    a = server("A", valkey.port)
-    gate = server("A", valkey.port)
-    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
-    gated = f"SELECT 5::bigint AS run FROM pg_advisory_xact_lock_shared({GATE})"
-    leader = Call(a, call_sql("vf:terminated", gated))
-    leader_pid = one(gate, """SELECT pid FROM pg_locks WHERE locktype = 'advisory'
-                              AND objid = %s AND NOT granted""", (GATE,))
-    end = time.monotonic() + DEADLINE_S
-    while leader_pid is None:
-        expect(time.monotonic() < end, "the leader did not reach the gate")
-        time.sleep(0.01)
-        leader_pid = one(gate, """SELECT pid FROM pg_locks WHERE locktype = 'advisory'
-                                  AND objid = %s AND NOT granted""", (GATE,))
-    b = server("B", valkey.port)
-    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
-    # stampede.lock_timeout is 10 s: the lock must not merely expire.
-    waiter = Call(server("B", valkey.port), call_sql("vf:terminated", gated))
-    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
-        expect(time.monotonic() < end, "B's call did not wait for A's lock")
-        time.sleep(0.01)
+    gate, leader = leader_at_gate(valkey, "vf:terminated", 5)
+    # stampede.lock_timeout is 10 s: the lock must not merely expire.  B's
+    # query does not wait at A's gate, which is A's.
+    waiter = waiter_on_b(valkey, "vf:terminated", "SELECT 5::bigint AS run")
     terminated = time.monotonic()
-    one(gate, "SELECT pg_terminate_backend(%s)", (leader_pid[0],))
+    one(gate, "SELECT pg_terminate_backend(%s)", (leader.pid,))
     waiter.result()
-    took = time.monotonic() - terminated
+    took = waiter.ended - terminated
     expect(waiter.error is None and waiter.rows == [(5,)], f"waiter: {waiter.error!r} {waiter.rows}")
     expect(took < 3.0, f"B took over {took:.1f} s after the leader was terminated")
     one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
@@ -218,15 +168,9 @@ def a_terminated_leaders_lock_is_released_at_once(valkey):
 def a_leader_running_longer_than_lock_timeout_keeps_its_lock(valkey):
     a, b = server("A", valkey.port), server("B", valkey.port)
     before = runs(a) + runs(b)
-    one(a, "SET stampede.lock_timeout = '600ms'")
     slow = "SELECT 9::bigint AS run FROM pg_sleep(2)"
-    leader = Call(a, call_sql("vf:slow", slow))
-    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
-    end = time.monotonic() + DEADLINE_S
-    waiter = Call(server("B", valkey.port), call_sql("vf:slow", slow))
-    while waiter.is_alive() and one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
-        expect(time.monotonic() < end, "B's call neither waited nor returned")
-        time.sleep(0.01)
+    leader = Call(server("A", valkey.port, lock_timeout="600ms"), call_sql("vf:slow", slow))
+    waiter = waiter_on_b(valkey, "vf:slow", slow)
     leader.result()
     waiter.result()
     expect(leader.error is None and waiter.error is None, f"{leader.error!r} {waiter.error!r}")
@@ -236,34 +180,20 @@ def a_leader_running_longer_than_lock_timeout_keeps_its_lock(valkey):
 
 @test
 def a_waiter_cancelled_in_its_backoff_stops_at_once(valkey):
-    a = server("A", valkey.port)
-    gate = server("A", valkey.port)
-    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
-    gated = f"SELECT 4::bigint AS run FROM pg_advisory_xact_lock_shared({GATE})"
-    leader = Call(a, call_sql("vf:cancel", gated))
-    end = time.monotonic() + DEADLINE_S
-    while one(gate, """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
-                        AND objid = %s AND NOT granted""", (GATE,))[0] == 0:
-        expect(time.monotonic() < end, "the leader did not reach the gate")
-        time.sleep(0.01)
+    gate, leader = leader_at_gate(valkey, "vf:cancel", 4)
+    waiter = waiter_on_b(valkey, "vf:cancel", "SELECT 0::bigint AS run")
     b = server("B", valkey.port)
-    waits = one(b, "SELECT lock_waits FROM stampede_stats")[0]
-    waiter_conn = server("B", valkey.port)
-    waiter_pid = waiter_conn.get_backend_pid()
-    waiter = Call(waiter_conn, call_sql("vf:cancel", gated))
-    while one(b, "SELECT lock_waits FROM stampede_stats")[0] == waits:
-        expect(time.monotonic() < end, "B's call did not wait for A's lock")
-        time.sleep(0.01)
     cancelled = time.monotonic()
-    one(b, "SELECT pg_cancel_backend(%s)", (waiter_pid,))
+    one(b, "SELECT pg_cancel_backend(%s)", (waiter.pid,))
     waiter.result()
-    took = time.monotonic() - cancelled
+    took = waiter.ended - cancelled
     expect(waiter.error is not None and waiter.error.pgcode == "57014", f"waiter: {waiter.error!r}")
     expect(took < 0.5, f"the cancel took {took:.2f} s")
     one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
     expect(leader.result().error is None, f"leader: {leader.error!r}")
     # B left no lock behind: A's rows are there, and B reads them.
-    expect(one(b, call_sql("vf:cancel", gated)) == (4,), "B does not read A's rows")
+    expect(one(b, call_sql("vf:cancel", "SELECT 0::bigint AS run")) == (4,),
+           "B does not read A's rows")
 
 
 @test
@@ -306,7 +236,7 @@ def garbage_in_valkey_is_a_miss(valkey):
 
 @test
 def valkey_gone_calls_still_answer_then_it_is_used_again(valkey):
-    a = server("A", valkey.port, **{"stampede.valkey_retry_interval": "200ms"})
+    a = server("A", valkey.port, valkey_retry_interval="200ms")
     valkey.stop()
     fallbacks = one(a, "SELECT fallbacks FROM stampede_stats")[0]
     rows = one(a, call_sql("vf:down", "SELECT 42::bigint AS run"))
@@ -315,10 +245,8 @@ def valkey_gone_calls_still_answer_then_it_is_used_again(valkey):
     expect(one(a, "SELECT mode FROM stampede_status()")[0] == "fallback", "status does not say fallback")
     back = Valkey(port=valkey.port)
     try:
-        end = time.monotonic() + DEADLINE_S
-        while one(a, "SELECT valkey_reachable FROM stampede_status()")[0] is not True:
-            expect(time.monotonic() < end, "Valkey was not used again")
-            time.sleep(0.05)
+        wait_until("Valkey used again",
+                   lambda: one(a, "SELECT valkey_reachable FROM stampede_status()")[0] is True)
         expect(one(a, "SELECT mode FROM stampede_status()")[0] == "valkey", "status does not say valkey")
         one(a, call_sql("vf:back", "SELECT 7::bigint AS run"))
         b = server("B", back.port)
