@@ -6,6 +6,8 @@
 #
 #   bash bench/run.sh            full run (a few minutes)
 #   bash bench/run.sh --quick    smoke test: few trials, short pgbench runs
+#   bash bench/run.sh --valkey   also: primary + streaming replica sharing a
+#                                Valkey (redis-server), bench/valkey.py
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,14 +15,17 @@ cd "$(dirname "$0")/.."
 . test/lib.sh
 
 quick=0
-case "${1:-}" in
-'') ;;
---quick) quick=1 ;;
-*)
-	echo "usage: $0 [--quick]" >&2
-	exit 2
-	;;
-esac
+valkey=0
+for arg in "$@"; do
+	case "$arg" in
+	--quick) quick=1 ;;
+	--valkey) valkey=1 ;;
+	*)
+		echo "usage: $0 [--quick] [--valkey]" >&2
+		exit 2
+		;;
+	esac
+done
 
 log "benchmarking $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(
 	git diff --quiet HEAD -- src sql Makefile 2>/dev/null || echo ' + uncommitted changes')"
@@ -53,6 +58,26 @@ log "hit throughput: stampede vs materialized view, simple protocol (reported)"
 bash bench/hit_vs_matview.sh --mode simple --informational "${hit_opts[@]}" || failed+=(hit_vs_matview/simple)
 log "memory per entry"
 /usr/bin/python3 bench/entry_size.py || failed+=(entry_size)
+
+if [ "$valkey" = 1 ]; then
+	log "Valkey: primary + streaming replica sharing entries"
+	primary_host=$PGHOST primary_port=$PGPORT
+	pg_start_replica "$W/replica"
+	replica_host=$PGHOST replica_port=$PGPORT
+	export PGHOST=$primary_host PGPORT=$primary_port
+	valkey_start "$W/valkey"
+	if [ "$quick" = 1 ]; then
+		valkey_opts=(--trials 3 --duration 2 --rounds 1 --down-calls 40)
+	else
+		valkey_opts=()
+	fi
+	PRIMARY_HOST=$primary_host PRIMARY_PORT=$primary_port \
+		REPLICA_HOST=$replica_host REPLICA_PORT=$replica_port VALKEY_PORT=$VALKEY_PORT \
+		/usr/bin/python3 bench/valkey.py "${valkey_opts[@]}" || failed+=(valkey)
+	# bench/valkey.py shuts redis-server down itself; make sure it is gone.
+	valkey_stop
+	pg_stop "$W/replica"
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
 	log "FAILED: ${failed[*]}"

@@ -1042,6 +1042,9 @@ StampedeServe(StampedeRequest *req)
 	skey.roleid = InvalidOid;
 	skey.hash = key_hash(req->kind, req->key, req->keylen);
 
+	/* Valkey configured, but its circuit is open: this call is a fallback. */
+	if (StampedeValkeyConfigured() && !StampedeValkeyUsable())
+		StampedeStatsCount(STAT_FALLBACKS);
 	served = serve_from_store(req, &skey);
 	if (served == SERVE_SERVED)
 	{

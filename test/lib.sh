@@ -109,6 +109,7 @@ prepare_throwaway() {
 
 cleanup_throwaway() {
 	local dir
+	valkey_stop
 	for dir in "$W"/*/; do
 		pg_stop "${dir%/}"
 	done
@@ -131,4 +132,33 @@ pg_start_replica() {
 	as_server_user "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
 		{ cat "$dir/server.log"; return 1; }
 	export PGHOST=$dir PGPORT=$port
+}
+
+# valkey_start DIR: a redis-server (Valkey speaks its protocol) of our own on
+# 127.0.0.1 at a free port, without persistence, logging to DIR/valkey.log.
+# Sets VALKEY_PORT and VALKEY_PID; valkey_stop stops it.
+valkey_start() {
+	local dir=$1 i
+	mkdir -p "$dir"
+	VALKEY_PORT=$(free_port)
+	redis-server --port "$VALKEY_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$dir" --logfile "$dir/valkey.log" --daemonize no &
+	VALKEY_PID=$!
+	for i in $(seq 100); do
+		[ "$(redis-cli -h 127.0.0.1 -p "$VALKEY_PORT" ping 2>/dev/null)" = PONG ] && return 0
+		kill -0 "$VALKEY_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$dir/valkey.log" 2>/dev/null
+	echo "redis-server did not start" >&2
+	return 1
+}
+
+valkey_stop() {
+	if [ -n "${VALKEY_PID:-}" ]; then
+		kill "$VALKEY_PID" 2>/dev/null || true
+		wait "$VALKEY_PID" 2>/dev/null || true
+		VALKEY_PID=
+	fi
+	return 0
 }

@@ -1,0 +1,437 @@
+#!/usr/bin/python3
+"""stampede with Valkey: a primary and its streaming replica sharing entries.
+
+Three figures, each measured side by side with its baseline in this run:
+
+  1. cold key across two servers: 100 sessions, half on the primary, half on
+     the replica, ask for one cold key at once; the query must run once in
+     all, and the waiters must return about as fast as waiters on a plain
+     advisory lock (one holder per server, the others waiting in share mode).
+  2. hit throughput: a warm 100-row key served from Valkey, against
+     SELECT * FROM a materialized view of the same rows (pgbench).
+  3. Valkey down: once the circuit is open, a call that falls back to the
+     local store costs about what it costs with no Valkey configured.
+
+Environment: PRIMARY_HOST/PRIMARY_PORT, REPLICA_HOST/REPLICA_PORT (replica of
+the primary), VALKEY_PORT (a redis-server on 127.0.0.1 that this script stops
+for figure 3), PGUSER, PGDATABASE.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psycopg2
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cold_key import median, p99  # noqa: E402
+
+GATE_CLASS = 7101
+FLOOR_CLASS = 7102
+WAIT_LIMIT_S = 60
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+PRIMARY = (os.environ["PRIMARY_HOST"], os.environ["PRIMARY_PORT"])
+REPLICA = (os.environ["REPLICA_HOST"], os.environ["REPLICA_PORT"])
+VALKEY_PORT = int(os.environ["VALKEY_PORT"])
+VALKEY_URL = f"redis://127.0.0.1:{VALKEY_PORT}"
+
+SETUP_SQL = r"""
+CREATE EXTENSION IF NOT EXISTS stampede;
+
+CREATE OR REPLACE FUNCTION vk_gate(gate int) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_lock_shared(7101, gate);
+    PERFORM pg_advisory_unlock_shared(7101, gate);
+END $$;
+
+-- The cached query returns its leader's pid (pids are unique on the machine,
+-- so a caller on either server can tell whether it led).
+CREATE OR REPLACE FUNCTION vk_stampede(gate int, k text, work_ms int,
+    OUT led boolean, OUT got_rows boolean, OUT returned_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    leader int;
+BEGIN
+    PERFORM vk_gate(gate);
+    SELECT t.pid INTO leader
+    FROM stampede_cached(k,
+        format('SELECT pg_backend_pid() AS pid FROM pg_sleep(%s)', work_ms / 1000.0),
+        '5 minutes') AS t(pid int);
+    returned_at := clock_timestamp();
+    led := coalesce(leader = pg_backend_pid(), false);
+    got_rows := leader IS NOT NULL;
+END $$;
+
+-- Advisory locks are per server: the first session on each server to try
+-- the lock holds it for work_ms, the others wait on it in share mode.
+CREATE OR REPLACE FUNCTION vk_floor(gate int, lock int, work_ms int,
+    OUT led boolean, OUT got_rows boolean, OUT returned_at timestamptz)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM vk_gate(gate);
+    led := pg_try_advisory_lock(7102, lock);
+    IF led THEN
+        PERFORM pg_sleep(work_ms / 1000.0);
+        PERFORM pg_advisory_unlock(7102, lock);
+    ELSE
+        PERFORM pg_advisory_lock_shared(7102, lock);
+        PERFORM pg_advisory_unlock_shared(7102, lock);
+    END IF;
+    got_rows := true;
+    returned_at := clock_timestamp();
+END $$;
+
+DROP MATERIALIZED VIEW IF EXISTS vk_mv;
+DROP TABLE IF EXISTS vk_products;
+CREATE TABLE vk_products (id int PRIMARY KEY, name text, total bigint);
+INSERT INTO vk_products
+SELECT g, 'product ' || g, (g::bigint * 7919) % 1000003 FROM generate_series(1, 10000) g;
+ANALYZE vk_products;
+CREATE MATERIALIZED VIEW vk_mv AS
+    SELECT id, name, total FROM vk_products ORDER BY total DESC LIMIT 100;
+"""
+
+HIT_QUERY = "SELECT id, name, total FROM vk_products ORDER BY total DESC LIMIT 100"
+
+
+def connect(server, valkey=True, extra=()):
+    host, port = server
+    conn = psycopg2.connect(host=host, port=port)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = %s", (f"{WAIT_LIMIT_S}s",))
+        if valkey:
+            cur.execute("SELECT set_config('stampede.valkey_url', %s, false)", (VALKEY_URL,))
+        for name, value in extra:
+            cur.execute("SELECT set_config(%s, %s, false)", (name, value))
+    return conn
+
+
+def one(conn, sql, args=()):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+
+def redis_cli(*args):
+    return subprocess.run(["redis-cli", "-p", str(VALKEY_PORT), *args],
+                          capture_output=True, text=True, timeout=30).stdout
+
+
+def redis_stat(name):
+    m = re.search(rf"^{name}:(\d+)", redis_cli("INFO", "stats"), re.M)
+    return int(m.group(1)) if m else None
+
+
+def stats_sum(admins):
+    """requests, hits, executions, lock_waits, fallbacks summed over the servers."""
+    total = [0] * 5
+    for a in admins:
+        row = one(a, "SELECT requests, hits, executions, lock_waits, fallbacks FROM stampede_stats")
+        total = [t + v for t, v in zip(total, row)]
+    return total
+
+
+# ---------------------------------------------------------------- figure 1
+
+class TwoServerHerd:
+    def __init__(self, n):
+        self.servers = [PRIMARY, REPLICA]
+        self.admins = [connect(s) for s in self.servers]
+        # sessions spread evenly: even indices on the primary, odd on the replica
+        self.sessions = [(i % 2, connect(self.servers[i % 2])) for i in range(n)]
+        self.next_gate = 1
+
+    def run(self, sql, args):
+        gate = self.next_gate
+        self.next_gate += 1
+        n = len(self.sessions)
+        results = [None] * n
+        errors = []
+
+        def call(i, conn):
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql, (gate,) + args)
+                    results[i] = cur.fetchone()
+            except psycopg2.Error as e:
+                errors.append(f"session {i}: {e.pgcode} {str(e).strip()}")
+
+        for a in self.admins:
+            one(a, "SELECT pg_advisory_lock(%s, %s)", (GATE_CLASS, gate))
+        threads = [threading.Thread(target=call, args=(i, c), daemon=True)
+                   for i, (_, c) in enumerate(self.sessions)]
+        for t in threads:
+            t.start()
+        want = [sum(1 for s, _ in self.sessions if s == k) for k in range(len(self.servers))]
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        while True:
+            queued = [one(a, """SELECT count(*) FROM pg_locks
+                                WHERE locktype = 'advisory' AND NOT granted
+                                  AND classid = %s AND objid = %s AND objsubid = 2""",
+                          (GATE_CLASS, gate))[0] for a in self.admins]
+            if queued == want:
+                break
+            if sum(t.is_alive() for t in threads) < n or time.monotonic() > deadline:
+                raise RuntimeError(f"only {queued} of {want} sessions reached the gates")
+            time.sleep(0.01)
+        for a in self.admins:
+            one(a, "SELECT pg_advisory_unlock(%s, %s)", (GATE_CLASS, gate))
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in threads):
+            raise RuntimeError("sessions still running after the gate opened")
+        return [r for r in results if r is not None], errors
+
+
+class Scenario:
+    def __init__(self, name, sql, args):
+        self.name, self.sql, self.args = name, sql, args
+        self.latencies, self.executions, self.errors = [], [], []
+        self.empty = 0
+
+
+def run_trial(herd, s, key, count_executions):
+    before = stats_sum(herd.admins)[2]
+    rows, errors = herd.run(s.sql, s.args(key))
+    s.errors += errors
+    led = sum(1 for r in rows if r[0])
+    s.executions.append(stats_sum(herd.admins)[2] - before if count_executions else led)
+    s.empty += sum(1 for r in rows if not r[1])
+    if rows:
+        first = min(r[2] for r in rows)
+        s.latencies += [(r[2] - first).total_seconds() * 1000 for r in rows if not r[0]]
+
+
+def figure1(opts, checks):
+    herd = TwoServerHerd(opts.sessions)
+    run = f"{os.getpid()}-{int(time.time())}"
+    work = opts.work_ms
+    stampede = Scenario("stampede via Valkey, 2 servers",
+                        "SELECT * FROM vk_stampede(%s, %s, %s)",
+                        lambda k: (f"vkcold:{run}:{k}", work))
+    floor = Scenario("floor: advisory lock per server, shared",
+                     "SELECT * FROM vk_floor(%s, %s, %s)", lambda k: (k, work))
+    for s in (stampede, floor):  # warm plans and connections
+        _, errors = herd.run(s.sql, s.args(0))
+        if errors:
+            sys.exit(f"{s.name} failed while warming up: {errors[0]}")
+    print(f"1. cold key on primary + replica: {opts.sessions} sessions "
+          f"({len([1 for s, _ in herd.sessions if s == 0])} + "
+          f"{len([1 for s, _ in herd.sessions if s == 1])}), {work} ms query, {opts.trials} trials")
+    st0 = stats_sum(herd.admins)
+    for trial in range(1, opts.trials + 1):
+        order = (stampede, floor) if trial % 2 else (floor, stampede)
+        for s in order:
+            run_trial(herd, s, trial, s is stampede)
+    st = [a - b for a, b in zip(stats_sum(herd.admins), st0)]
+
+    fm, fp = median(floor.latencies), p99(floor.latencies)
+    print(f"{'scenario':<42} {'1 execution':>12} {'median ms':>10} {'p99 ms':>8} {'got nothing':>12}")
+    for s in (stampede, floor):
+        ones = f"{sum(1 for e in s.executions if e == 1)}/{len(s.executions)}"
+        print(f"{s.name:<42} {ones:>12} {median(s.latencies):>10.1f} "
+              f"{p99(s.latencies):>8.1f} {s.empty:>12}")
+    print("(floor: 1 execution means one holder over both servers; it has one per server, so 2 "
+          "is expected)")
+    print(f"floor holders per trial: {sorted(set(floor.executions))}")
+    print("stampede_stats summed over both servers during the trials (both scenarios): "
+          "requests %d, hits %d, executions %d, lock_waits %d, fallbacks %d" % tuple(st))
+    bad = [e for e in stampede.executions if e != 1]
+    if bad:
+        print(f"stampede trials with other than 1 execution: {bad}")
+    for s in (stampede, floor):
+        for e in s.errors[:5]:
+            print(f"error in {s.name}: {e}")
+    sm, sp = median(stampede.latencies), p99(stampede.latencies)
+    ones = sum(1 for e in stampede.executions if e == 1)
+    checks += [
+        (f"cold key: 1 execution in {ones} of {opts.trials} trials", ones == opts.trials),
+        (f"cold key: median {sm:.1f} ms <= 2 x floor {fm:.1f} + 5 = {2 * fm + 5:.1f} ms",
+         sm <= 2 * fm + 5),
+        (f"cold key: p99 {sp:.1f} ms <= 2 x floor {fp:.1f} + 5 = {2 * fp + 5:.1f} ms",
+         sp <= 2 * fp + 5),
+        (f"cold key: no errors, every caller got rows ({len(stampede.errors)} errors, "
+         f"{stampede.empty} empty)", not stampede.errors and stampede.empty == 0),
+    ]
+    for _, c in herd.sessions:
+        c.close()
+
+
+# ---------------------------------------------------------------- figure 2
+
+def pgbench_tps(script, duration, clients, env):
+    out = subprocess.run([PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+                          "-T", str(duration), "-f", script],
+                         capture_output=True, text=True, env=env, timeout=duration + 60)
+    m = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out.stdout, re.M)
+    if out.returncode != 0 or not m:
+        raise RuntimeError(f"pgbench failed: {out.stdout}{out.stderr}")
+    return float(m.group(1))
+
+
+def figure2(opts, checks):
+    key = "vk_top100"
+    call = (f"SELECT * FROM stampede_cached('{key}', $${HIT_QUERY}$$, '1 hour') "
+            "AS t(id int, name text, total bigint);")
+    tmp = tempfile.mkdtemp()
+    a_sql, b_sql = os.path.join(tmp, "A.sql"), os.path.join(tmp, "B.sql")
+    with open(a_sql, "w") as f:
+        f.write("SELECT * FROM vk_mv;\n")
+    with open(b_sql, "w") as f:
+        f.write(call + "\n")
+    env = dict(os.environ, PGHOST=PRIMARY[0], PGPORT=str(PRIMARY[1]))
+    env_b = dict(env, PGOPTIONS=f"-c stampede.valkey_url={VALKEY_URL}")
+
+    conn = connect(PRIMARY)
+    with conn.cursor() as cur:
+        cur.execute("SELECT * FROM vk_mv")
+        mv_rows = cur.fetchall()
+        cur.execute(call)
+        b_rows = cur.fetchall()
+        cur.execute(call)
+        b_rows2 = cur.fetchall()
+    same = mv_rows == b_rows == b_rows2 and len(mv_rows) == 100
+    keys = [k for k in redis_cli("--scan", "--pattern", "stampede:*").split() if k]
+    print(f"\n2. hit from Valkey vs materialized view: pgbench -n -M prepared -c {opts.clients} "
+          f"-j 2 -T {opts.duration}, {opts.rounds} rounds of A, B")
+    print("  A = SELECT * FROM vk_mv (100 rows)")
+    print(f"  B = stampede_cached('{key}', ...) warm, PGOPTIONS='-c stampede.valkey_url={VALKEY_URL}'")
+    print(f"  stampede keys in Valkey: {len(keys)} (e.g. {keys[:1]})")
+
+    admins = [conn]
+    s0 = stats_sum(admins)
+    ratios, a_all, b_all = [], [], []
+    b_redis_hits = 0
+    for r in range(1, opts.rounds + 1):
+        a = pgbench_tps(a_sql, opts.duration, opts.clients, env)
+        h0 = redis_stat("keyspace_hits")
+        b = pgbench_tps(b_sql, opts.duration, opts.clients, env_b)
+        b_redis_hits += redis_stat("keyspace_hits") - h0
+        a_all.append(a)
+        b_all.append(b)
+        ratios.append(b / a)
+        print(f"  round {r}:  A {a:9.1f} tps  B {b:9.1f} tps  B/A {b / a:.2f}")
+    s = [x - y for x, y in zip(stats_sum(admins), s0)]
+    ratio = median(ratios)
+    print(f"  mean tps: A {sum(a_all) / len(a_all):.1f}, B {sum(b_all) / len(b_all):.1f}; "
+          f"median B/A {ratio:.2f}")
+    print(f"  stampede_stats during B: requests {s[0]}, hits {s[1]}, executions {s[2]}, "
+          f"fallbacks {s[4]}; Valkey keyspace_hits during B: {b_redis_hits}")
+    from_valkey = (len(keys) > 0 and s[2] == 0 and s[0] == s[1] and s[4] == 0
+                   and b_redis_hits >= s[1] > 0)
+    checks += [
+        (f"hit: median B/A {ratio:.2f} >= 0.7", ratio >= 0.7),
+        (f"hit: B returns the matview's 100 rows ({len(b_rows)} rows, same: {same})", same),
+        ("hit: B served from Valkey (key in Valkey, every request a hit, no execution, "
+         "no fallback, Valkey keyspace hits >= stampede hits)", from_valkey),
+    ]
+    conn.close()
+
+
+# ---------------------------------------------------------------- figure 3
+
+def time_calls(conn, sql, n):
+    out = []
+    with conn.cursor() as cur:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            cur.execute(sql)
+            cur.fetchall()
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def figure3(opts, checks):
+    key = f"vkdown:{os.getpid()}"
+    sql = (f"SELECT * FROM stampede_cached('{key}', $${HIT_QUERY}$$, '1 hour') "
+           "AS t(id int, name text, total bigint)")
+    local = connect(PRIMARY, valkey=False)
+    down = connect(PRIMARY, valkey=True,
+                   extra=[("stampede.valkey_retry_interval", "60s")])
+    # Fill the key in the local store (no Valkey) and warm both sessions' plans.
+    time_calls(local, sql, 5)
+    with local.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM ({sql}) q")
+    print("\n3. Valkey down: stopping redis-server")
+    redis_cli("SHUTDOWN", "NOSAVE")
+    deadline = time.monotonic() + 10
+    while redis_cli("PING").strip() == "PONG" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    s0 = stats_sum([local])
+    first = time_calls(down, sql, 1)[0]
+    status = one(down, "SELECT mode, valkey_configured, valkey_reachable, valkey_circuit, "
+                       "valkey_error FROM stampede_status()")
+    t_down, t_local = [], []
+    per = max(1, opts.down_calls // 4)
+    for _ in range(4):  # alternate blocks so drift falls on both alike
+        t_down += time_calls(down, sql, per)
+        t_local += time_calls(local, sql, per)
+    s = [x - y for x, y in zip(stats_sum([local]), s0)]
+    md, ml = median(t_down), median(t_local)
+    print(f"  first call after Valkey went down: {first:.2f} ms")
+    print(f"  stampede_status() after it: mode={status[0]} configured={status[1]} "
+          f"reachable={status[2]} circuit={status[3]} error={status[4]!r}")
+    print(f"  {len(t_down)} calls each, client-side, 100-row hit:")
+    print(f"    Valkey down (circuit open): median {md:.3f} ms, p99 {p99(t_down):.3f} ms")
+    print(f"    Valkey not configured     : median {ml:.3f} ms, p99 {p99(t_local):.3f} ms")
+    print(f"    extra per call            : {md - ml:+.3f} ms")
+    print(f"  stampede_stats during these calls: requests {s[0]}, hits {s[1]}, "
+          f"executions {s[2]}, fallbacks {s[4]}")
+    all_rows = one(local, f"SELECT count(*) FROM ({sql}) q")[0]
+    checks += [
+        (f"Valkey down: extra time per call {md - ml:+.3f} ms < 1 ms once the circuit is open",
+         md - ml < 1.0),
+        (f"Valkey down: calls still answered ({all_rows} rows)", all_rows == 100),
+    ]
+    local.close()
+    down.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sessions", type=int, default=100)
+    ap.add_argument("--work-ms", type=int, default=200)
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--duration", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--down-calls", type=int, default=200)
+    opts = ap.parse_args()
+
+    setup = connect(PRIMARY, valkey=False)
+    with setup.cursor() as cur:
+        cur.execute("SET client_min_messages = warning")
+        cur.execute(SETUP_SQL)
+        cur.execute("SELECT pg_current_wal_lsn()")
+        lsn = cur.fetchone()[0]
+    setup.close()
+    replica = connect(REPLICA, valkey=False)
+    deadline = time.monotonic() + 30
+    while not one(replica, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0]:
+        if time.monotonic() > deadline:
+            sys.exit("replica did not catch up")
+        time.sleep(0.05)
+    replica.close()
+    print(f"primary port {PRIMARY[1]}, replica port {REPLICA[1]}, Valkey {VALKEY_URL} "
+          f"({redis_cli('INFO', 'server').split('redis_version:')[1].split()[0]})")
+
+    checks = []
+    figure1(opts, checks)
+    figure2(opts, checks)
+    figure3(opts, checks)
+    print()
+    for what, passed in checks:
+        print(f"{'PASS' if passed else 'FAIL'}: {what}")
+    sys.exit(0 if all(p for _, p in checks) else 1)
+
+
+if __name__ == "__main__":
+    main()
