@@ -150,11 +150,18 @@ class Scenario:
 
 
 class Herd:
-    """N sessions, connected once, started together by a server-side gate."""
+    """N sessions, connected once, started together by server-side gates.
 
-    def __init__(self, n):
-        self.admin = connect()
-        self.sessions = [connect() for _ in range(n)]
+    connectors make one connection each to a server; the sessions are spread
+    over them in turn, and each server gets a gate of its own (advisory locks
+    are per server), all let go once every session is queued."""
+
+    def __init__(self, n, connectors=None):
+        connectors = connectors or [connect]
+        self.admins = [c() for c in connectors]
+        self.admin = self.admins[0]
+        self.sessions = [(i % len(connectors), connectors[i % len(connectors)]())
+                         for i in range(n)]
         self.next_gate = 1
 
     def run(self, sql, args):
@@ -173,14 +180,17 @@ class Herd:
             except psycopg2.Error as e:
                 errors.append(f"session {i}: {e.pgcode} {str(e).strip()}")
 
-        with self.admin.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s, %s)", (GATE_CLASS, gate))
-            threads = [threading.Thread(target=call, args=(i, c), daemon=True)
-                       for i, c in enumerate(self.sessions)]
-            for t in threads:
-                t.start()
-            self._await_queue(cur, gate, n, threads)
-            cur.execute("SELECT pg_advisory_unlock(%s, %s)", (GATE_CLASS, gate))
+        for admin in self.admins:
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_advisory_lock(%s, %s)", (GATE_CLASS, gate))
+        threads = [threading.Thread(target=call, args=(i, c), daemon=True)
+                   for i, (_, c) in enumerate(self.sessions)]
+        for t in threads:
+            t.start()
+        self._await_queue(gate, threads)
+        for admin in self.admins:
+            with admin.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s, %s)", (GATE_CLASS, gate))
         deadline = time.monotonic() + WAIT_LIMIT_S
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -188,19 +198,23 @@ class Herd:
             raise RuntimeError(f"sessions still running {WAIT_LIMIT_S} s after the gate opened")
         return [r for r in results if r is not None], errors
 
-    def _await_queue(self, cur, gate, n, threads):
+    def _await_queue(self, gate, threads):
+        want = [sum(1 for s, _ in self.sessions if s == k) for k in range(len(self.admins))]
         deadline = time.monotonic() + WAIT_LIMIT_S
         while True:
-            cur.execute("""SELECT count(*) FROM pg_locks
-                           WHERE locktype = 'advisory' AND NOT granted
-                             AND classid = %s AND objid = %s AND objsubid = 2""",
-                        (GATE_CLASS, gate))
-            queued = cur.fetchone()[0]
-            if queued == n:
+            queued = []
+            for admin in self.admins:
+                with admin.cursor() as cur:
+                    cur.execute("""SELECT count(*) FROM pg_locks
+                                   WHERE locktype = 'advisory' AND NOT granted
+                                     AND classid = %s AND objid = %s AND objsubid = 2""",
+                                (GATE_CLASS, gate))
+                    queued.append(cur.fetchone()[0])
+            if queued == want:
                 return
             # A session that failed before reaching the gate would never queue.
-            if sum(t.is_alive() for t in threads) < n or time.monotonic() > deadline:
-                raise RuntimeError(f"only {queued} of {n} sessions reached the gate")
+            if sum(t.is_alive() for t in threads) < len(self.sessions) or time.monotonic() > deadline:
+                raise RuntimeError(f"only {queued} of {want} sessions reached the gates")
             time.sleep(0.01)
 
     def stampede_stats(self):

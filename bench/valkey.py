@@ -22,15 +22,15 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cold_key import median, p99  # noqa: E402
 
-GATE_CLASS = 7101
+from cold_key import Herd, median, p99  # noqa: E402
+
+
 FLOOR_CLASS = 7102
 WAIT_LIMIT_S = 60
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
@@ -46,8 +46,8 @@ CREATE EXTENSION IF NOT EXISTS stampede;
 CREATE OR REPLACE FUNCTION vk_gate(gate int) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_lock_shared(7101, gate);
-    PERFORM pg_advisory_unlock_shared(7101, gate);
+    PERFORM pg_advisory_lock_shared(7001, gate);  -- cold_key.GATE_CLASS: Herd holds it
+    PERFORM pg_advisory_unlock_shared(7001, gate);
 END $$;
 
 -- The cached query returns its leader's pid (pids are unique on the machine,
@@ -140,57 +140,6 @@ def stats_sum(admins):
 
 # ---------------------------------------------------------------- figure 1
 
-class TwoServerHerd:
-    def __init__(self, n):
-        self.servers = [PRIMARY, REPLICA]
-        self.admins = [connect(s) for s in self.servers]
-        # sessions spread evenly: even indices on the primary, odd on the replica
-        self.sessions = [(i % 2, connect(self.servers[i % 2])) for i in range(n)]
-        self.next_gate = 1
-
-    def run(self, sql, args):
-        gate = self.next_gate
-        self.next_gate += 1
-        n = len(self.sessions)
-        results = [None] * n
-        errors = []
-
-        def call(i, conn):
-            try:
-                with conn.cursor() as cur:
-                    cur.execute(sql, (gate,) + args)
-                    results[i] = cur.fetchone()
-            except psycopg2.Error as e:
-                errors.append(f"session {i}: {e.pgcode} {str(e).strip()}")
-
-        for a in self.admins:
-            one(a, "SELECT pg_advisory_lock(%s, %s)", (GATE_CLASS, gate))
-        threads = [threading.Thread(target=call, args=(i, c), daemon=True)
-                   for i, (_, c) in enumerate(self.sessions)]
-        for t in threads:
-            t.start()
-        want = [sum(1 for s, _ in self.sessions if s == k) for k in range(len(self.servers))]
-        deadline = time.monotonic() + WAIT_LIMIT_S
-        while True:
-            queued = [one(a, """SELECT count(*) FROM pg_locks
-                                WHERE locktype = 'advisory' AND NOT granted
-                                  AND classid = %s AND objid = %s AND objsubid = 2""",
-                          (GATE_CLASS, gate))[0] for a in self.admins]
-            if queued == want:
-                break
-            if sum(t.is_alive() for t in threads) < n or time.monotonic() > deadline:
-                raise RuntimeError(f"only {queued} of {want} sessions reached the gates")
-            time.sleep(0.01)
-        for a in self.admins:
-            one(a, "SELECT pg_advisory_unlock(%s, %s)", (GATE_CLASS, gate))
-        deadline = time.monotonic() + WAIT_LIMIT_S
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in threads):
-            raise RuntimeError("sessions still running after the gate opened")
-        return [r for r in results if r is not None], errors
-
-
 class Scenario:
     def __init__(self, name, sql, args):
         self.name, self.sql, self.args = name, sql, args
@@ -211,7 +160,7 @@ def run_trial(herd, s, key, count_executions):
 
 
 def figure1(opts, checks):
-    herd = TwoServerHerd(opts.sessions)
+    herd = Herd(opts.sessions, [lambda: connect(PRIMARY), lambda: connect(REPLICA)])
     run = f"{os.getpid()}-{int(time.time())}"
     work = opts.work_ms
     stampede = Scenario("stampede via Valkey, 2 servers",
