@@ -118,13 +118,18 @@ encoder_header(StampedeEncoder *enc)
 	return (EntryHeader *) enc->buf.data;
 }
 
+/* CRC-32C of an entry, its header's checksum field counted as 0. */
 static uint32
 entry_checksum(const char *data, Size len)
 {
+	EntryHeader header;
 	pg_crc32c	crc;
 
+	memcpy(&header, data, sizeof(header));
+	header.checksum = 0;
 	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, data, len);
+	COMP_CRC32C(crc, &header, sizeof(header));
+	COMP_CRC32C(crc, data + sizeof(header), len - sizeof(header));
 	FIN_CRC32C(crc);
 	return crc;
 }
@@ -257,7 +262,6 @@ StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len)
 	header->total_len = enc->buf.len;
 	header->nrows = enc->nrows;
 	header->system_id = GetSystemIdentifier();
-	header->checksum = 0;
 	header->checksum = entry_checksum(enc->buf.data, enc->buf.len);
 	*data = enc->buf.data;
 	*len = enc->buf.len;
@@ -342,21 +346,11 @@ bool
 StampedeEntryChecksumOk(const char *data, Size len)
 {
 	EntryHeader header;
-	uint32		stored;
-	uint32		actual;
-	pg_crc32c	crc;
 
 	if (len < sizeof(EntryHeader))
 		return false;
 	memcpy(&header, data, sizeof(header));
-	stored = header.checksum;
-	header.checksum = 0;
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, &header, sizeof(header));
-	COMP_CRC32C(crc, data + sizeof(header), len - sizeof(header));
-	FIN_CRC32C(crc);
-	actual = crc;
-	return actual == stored;
+	return header.checksum == entry_checksum(data, len);
 }
 
 bool

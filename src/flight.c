@@ -721,6 +721,15 @@ remote_parse_error(char *data, Size len, FlightError *error)
 	return true;
 }
 
+/* This backend holds the key's Valkey lock now: remember it, and have it renewed. */
+static RemoteResult
+remote_took_lock(RemoteKeys *rk, const char *token)
+{
+	rk->token = pstrdup(token);
+	rk->lease = StampedeLeaseAdd(rk->lkey, token, stampede_lock_timeout_ms);
+	return REMOTE_LEAD;
+}
+
 /*
  * Take the key's Valkey lock, or wait for the server that holds it: back off
  * exponentially with jitter (stampede.backoff_base, backoff_max), in a
@@ -757,11 +766,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 								   stampede_lock_timeout_ms, &kind, &value, &len))
 			return REMOTE_FALLBACK;
 		if (kind == 'l')
-		{
-			rk->token = pstrdup(token);
-			rk->lease = StampedeLeaseAdd(rk->lkey, token, stampede_lock_timeout_ms);
-			return REMOTE_LEAD;
-		}
+			return remote_took_lock(rk, token);
 		if (kind == 'e' && remote_parse_error(value, len, &error))
 			raise_leaders_error(req, &error);
 		if (kind == 'v')
@@ -777,11 +782,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 								   true, &acquired))
 				return REMOTE_FALLBACK;
 			if (acquired)
-			{
-				rk->token = pstrdup(token);
-				rk->lease = StampedeLeaseAdd(rk->lkey, token, stampede_lock_timeout_ms);
-				return REMOTE_LEAD;
-			}
+				return remote_took_lock(rk, token);
 		}
 
 		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
