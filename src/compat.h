@@ -87,4 +87,11 @@
 #define StampedeLockHeldByMe(tag, mode) LockHeldByMe(tag, mode)
 #endif
 
+/* PG 17 ties a wait event set to a resource owner (NULL: the session's). */
+#if PG_VERSION_NUM >= 170000
+#define StampedeCreateWaitEventSet(nevents) CreateWaitEventSet(NULL, (nevents))
+#else
+#define StampedeCreateWaitEventSet(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
+#endif
+
 #endif							/* STAMPEDE_COMPAT_H */

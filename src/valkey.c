@@ -6,7 +6,7 @@
  *
  *	  hiredis is used without ever blocking the backend where PostgreSQL
  *	  cannot interrupt it: connect, send and receive are non-blocking, and
- *	  every wait is WaitLatchOrSocket under one deadline
+ *	  every wait is on a wait event set (latch, socket) under one deadline
  *	  (stampede.valkey_connect_timeout, stampede.valkey_timeout).  A cancel
  *	  or statement_timeout during a wait raises its usual error at once; the
  *	  connection, left in an unknown state, is dropped first and made again
@@ -41,6 +41,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "compat.h"
 #include "guc.h"
 #include "store_local.h"
 #include "valkey.h"
@@ -59,8 +60,22 @@ typedef struct ValkeyTarget
 	char	   *name;			/* host:port or the path: safe to print */
 } ValkeyTarget;
 
-static redisContext *conn = NULL;
-static char *conn_url = NULL;	/* the URL conn was made for */
+/*
+ * A connection and the wait event set that sleeps on its socket.  The set
+ * lives as long as the connection: building one per wait (WaitLatchOrSocket)
+ * costs five system calls, more than the round trip itself.
+ */
+typedef struct ValkeyConn
+{
+	redisContext *ctx;
+	WaitEventSet *waits;
+	int			socket_pos;		/* the socket's event in waits */
+	uint32		socket_events;	/* what that event waits for now */
+	char	   *url;			/* the URL it was made for */
+} ValkeyConn;
+
+static ValkeyConn conn;			/* commands */
+static ValkeyConn sub;			/* SUBSCRIBE, for waiters */
 static TimestampTz circuit_open_until = 0;
 static char *circuit_url = NULL;	/* the URL that failed */
 static bool incident_logged = false;
@@ -174,53 +189,71 @@ parse_url(const char *url, ValkeyTarget *t, char **error)
 /* ---- waiting, interruptibly ---- */
 
 /*
- * Wait until the socket is ready for events, or the deadline passes (false).
- * A cancel or termination raises its error from CHECK_FOR_INTERRUPTS.
+ * Wait until vc's socket is ready for events (one of WL_SOCKET_READABLE,
+ * WL_SOCKET_WRITEABLE), or the deadline passes (false).  A cancel or
+ * termination raises its error from CHECK_FOR_INTERRUPTS.
  */
 static bool
-valkey_wait(redisContext *c, int events, TimestampTz deadline)
+valkey_wait(ValkeyConn *vc, uint32 events, TimestampTz deadline)
 {
+	if (vc->socket_events != events)
+	{
+		ModifyWaitEvent(vc->waits, vc->socket_pos, events, NULL);
+		vc->socket_events = events;
+	}
 	for (;;)
 	{
 		long		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
-		int			rc;
+		WaitEvent	event;
 
 		if (timeout <= 0)
 			return false;
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | WL_TIMEOUT | events,
-							   c->fd, timeout, PG_WAIT_EXTENSION);
-		if (rc & WL_LATCH_SET)
+		if (WaitEventSetWait(vc->waits, timeout, &event, 1, PG_WAIT_EXTENSION) == 0)
+			continue;			/* timed out: the loop checks the deadline */
+		if (event.events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
 			CHECK_FOR_INTERRUPTS();
 		}
-		if (rc & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
+		if (event.events & events)
 			return true;
+	}
+}
+
+/* Close vc, if open.  Safe to call at any point of valkey_connect. */
+static void
+valkey_close(ValkeyConn *vc)
+{
+	if (vc->waits != NULL)
+	{
+		FreeWaitEventSet(vc->waits);
+		ReleaseExternalFD();
+		vc->waits = NULL;
+	}
+	if (vc->ctx != NULL)
+	{
+		redisFree(vc->ctx);
+		ReleaseExternalFD();
+		vc->ctx = NULL;
+	}
+	if (vc->url != NULL)
+	{
+		pfree(vc->url);
+		vc->url = NULL;
 	}
 }
 
 static void
 valkey_disconnect(void)
 {
-	if (conn != NULL)
-	{
-		redisFree(conn);
-		ReleaseExternalFD();
-		conn = NULL;
-	}
-	if (conn_url != NULL)
-	{
-		pfree(conn_url);
-		conn_url = NULL;
-	}
+	valkey_close(&conn);
 }
 
 /* A failure: drop the connection, open the circuit, log once. */
 static bool
-valkey_failed(const ValkeyTarget *t, const char *what, char **error)
+valkey_failed(ValkeyConn *vc, const ValkeyTarget *t, const char *what, char **error)
 {
-	valkey_disconnect();
+	valkey_close(vc);
 	snprintf(last_error, sizeof(last_error), "%s: %s", t->name, what);
 	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 stampede_valkey_retry_interval_ms);
@@ -245,9 +278,10 @@ valkey_failed(const ValkeyTarget *t, const char *what, char **error)
  * reply, for the caller to judge.
  */
 static redisReply *
-valkey_command(redisContext *c, int argc, const char **argv, const size_t *argvlen,
+valkey_command(ValkeyConn *vc, int argc, const char **argv, const size_t *argvlen,
 			   TimestampTz deadline, const char **what)
 {
+	redisContext *c = vc->ctx;
 	redisReply *reply = NULL;
 	int			done = 0;
 
@@ -263,7 +297,7 @@ valkey_command(redisContext *c, int argc, const char **argv, const size_t *argvl
 			*what = "connection lost";
 			return NULL;
 		}
-		if (!done && !valkey_wait(c, WL_SOCKET_WRITEABLE, deadline))
+		if (!done && !valkey_wait(vc, WL_SOCKET_WRITEABLE, deadline))
 		{
 			*what = "timed out";
 			return NULL;
@@ -278,7 +312,7 @@ valkey_command(redisContext *c, int argc, const char **argv, const size_t *argvl
 		}
 		if (reply != NULL)
 			return reply;
-		if (!valkey_wait(c, WL_SOCKET_READABLE, deadline))
+		if (!valkey_wait(vc, WL_SOCKET_READABLE, deadline))
 		{
 			*what = "timed out";
 			return NULL;
@@ -293,15 +327,15 @@ valkey_command(redisContext *c, int argc, const char **argv, const size_t *argvl
 
 /* Run argv during connection setup; false unless the reply is +OK. */
 static bool
-valkey_setup_command(const ValkeyTarget *t, int argc, const char **argv,
+valkey_setup_command(ValkeyConn *vc, const ValkeyTarget *t, int argc, const char **argv,
 					 TimestampTz deadline, char **error)
 {
 	const char *what = NULL;
-	redisReply *reply = valkey_command(conn, argc, argv, NULL, deadline, &what);
+	redisReply *reply = valkey_command(vc, argc, argv, NULL, deadline, &what);
 	bool		ok;
 
 	if (reply == NULL)
-		return valkey_failed(t, what, error);
+		return valkey_failed(vc, t, what, error);
 	ok = reply->type == REDIS_REPLY_STATUS;
 	if (!ok)
 	{
@@ -311,46 +345,57 @@ valkey_setup_command(const ValkeyTarget *t, int argc, const char **argv,
 		snprintf(message, sizeof(message), "%s refused: %s", argv[0],
 				 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 		freeReplyObject(reply);
-		return valkey_failed(t, message, error);
+		return valkey_failed(vc, t, message, error);
 	}
 	freeReplyObject(reply);
 	return true;
 }
 
+/* Connect vc to t and log in, under stampede.valkey_connect_timeout. */
 static bool
-valkey_connect(const ValkeyTarget *t, char **error)
+valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
 {
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   stampede_valkey_connect_timeout_ms);
 	int			soerr = 0;
 	socklen_t	len = sizeof(soerr);
 
+	Assert(vc->ctx == NULL);
+	vc->url = MemoryContextStrdup(TopMemoryContext, stampede_valkey_url);
 	if (!AcquireExternalFD())
-		return valkey_failed(t, "too many open files", error);
-	conn = t->socket_path ? redisConnectUnixNonBlock(t->socket_path)
+		return valkey_failed(vc, t, "too many open files", error);
+	vc->ctx = t->socket_path ? redisConnectUnixNonBlock(t->socket_path)
 		: redisConnectNonBlock(t->host, t->port);
-	if (conn == NULL || conn->err)
+	if (vc->ctx == NULL || vc->ctx->err)
 	{
 		char		message[160];
 
 		snprintf(message, sizeof(message), "cannot connect: %s",
-				 conn ? conn->errstr : "out of memory");
-		if (conn == NULL)
+				 vc->ctx ? vc->ctx->errstr : "out of memory");
+		if (vc->ctx == NULL)
 			ReleaseExternalFD();
-		return valkey_failed(t, message, error);
+		return valkey_failed(vc, t, message, error);
 	}
-	conn_url = MemoryContextStrdup(TopMemoryContext, stampede_valkey_url);
 
-	if (!valkey_wait(conn, WL_SOCKET_WRITEABLE, deadline))
-		return valkey_failed(t, "connect timed out", error);
-	if (getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
-		return valkey_failed(t, soerr ? strerror(soerr) : "cannot connect", error);
+	/* The wait set holds an epoll descriptor of its own. */
+	if (!AcquireExternalFD())
+		return valkey_failed(vc, t, "too many open files", error);
+	vc->waits = StampedeCreateWaitEventSet(3);
+	AddWaitEventToSet(vc->waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	AddWaitEventToSet(vc->waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	vc->socket_events = WL_SOCKET_WRITEABLE;
+	vc->socket_pos = AddWaitEventToSet(vc->waits, vc->socket_events, vc->ctx->fd, NULL, NULL);
+
+	if (!valkey_wait(vc, WL_SOCKET_WRITEABLE, deadline))
+		return valkey_failed(vc, t, "connect timed out", error);
+	if (getsockopt(vc->ctx->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
+		return valkey_failed(vc, t, soerr ? strerror(soerr) : "cannot connect", error);
 
 	if (t->password != NULL)
 	{
 		const char *auth[3] = {"AUTH", t->user ? t->user : t->password, t->password};
 
-		if (!valkey_setup_command(t, t->user ? 3 : 2, auth, deadline, error))
+		if (!valkey_setup_command(vc, t, t->user ? 3 : 2, auth, deadline, error))
 			return false;
 	}
 	if (t->db != 0)
@@ -359,7 +404,7 @@ valkey_connect(const ValkeyTarget *t, char **error)
 		const char *select[2] = {"SELECT", db};
 
 		snprintf(db, sizeof(db), "%d", t->db);
-		if (!valkey_setup_command(t, 2, select, deadline, error))
+		if (!valkey_setup_command(vc, t, 2, select, deadline, error))
 			return false;
 	}
 	if (incident_logged)
@@ -389,9 +434,9 @@ valkey_ensure(ValkeyTarget *t, char **error)
 	}
 	if (!parse_url(stampede_valkey_url, t, error))
 		return false;
-	if (conn != NULL && strcmp(conn_url, stampede_valkey_url) != 0)
+	if (conn.ctx != NULL && strcmp(conn.url, stampede_valkey_url) != 0)
 		valkey_disconnect();	/* the setting changed */
-	if (conn != NULL)
+	if (conn.ctx != NULL)
 		return true;
 	if (circuit_url != NULL && strcmp(circuit_url, stampede_valkey_url) != 0)
 		circuit_open_until = 0; /* another server: try it */
@@ -405,7 +450,7 @@ valkey_ensure(ValkeyTarget *t, char **error)
 
 	PG_TRY();
 	{
-		ok = valkey_connect(t, error);
+		ok = valkey_connect(&conn, t, error);
 	}
 	PG_CATCH();
 	{
@@ -444,7 +489,7 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 	}
 	PG_TRY();
 	{
-		reply = valkey_command(conn, argc, argv, argvlen,
+		reply = valkey_command(&conn, argc, argv, argvlen,
 							   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 														   stampede_valkey_timeout_ms),
 							   &what);
@@ -457,7 +502,7 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 	PG_END_TRY();
 	if (reply == NULL)
 	{
-		valkey_failed(&t, what ? what : "failed", &error);
+		valkey_failed(&conn, &t, what ? what : "failed", &error);
 		return NULL;
 	}
 	if (reply->type == REDIS_REPLY_ERROR)
@@ -466,7 +511,7 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 
 		snprintf(message, sizeof(message), "%s answered %s", argv[0], reply->str);
 		freeReplyObject(reply);
-		valkey_failed(&t, message, &error);
+		valkey_failed(&conn, &t, message, &error);
 		return NULL;
 	}
 	return reply;
@@ -655,19 +700,6 @@ StampedeValkeyRenew(const char *key, const char *token, int64 px_ms)
 
 /* ---- waking waiters: a second connection, subscribed ---- */
 
-static redisContext *sub = NULL;
-
-static void
-sub_drop(void)
-{
-	if (sub != NULL)
-	{
-		redisFree(sub);
-		ReleaseExternalFD();
-		sub = NULL;
-	}
-}
-
 /*
  * Subscribe to channel on a connection of its own, so that a waiter can
  * sleep until the leader publishes.  False when that cannot be had: the
@@ -678,41 +710,26 @@ StampedeValkeySubscribe(const char *channel)
 {
 	ValkeyTarget t;
 	char	   *error = NULL;
-	redisContext *saved_conn = conn;
-	char	   *saved_url = conn_url;
 	const char *argv[2] = {"SUBSCRIBE", channel};
 	const char *what = NULL;
 	redisReply *reply = NULL;
 	bool		ok = false;
 
-	sub_drop();
+	valkey_close(&sub);
 	if (!StampedeValkeyUsable() || !parse_url(stampede_valkey_url, &t, &error))
 		return false;
-
-	/* valkey_connect makes the global conn: borrow it for a moment. */
-	conn = NULL;
-	conn_url = NULL;
 	PG_TRY();
 	{
-		ok = valkey_connect(&t, &error);
-		sub = conn;
-		if (conn_url != NULL)
-			pfree(conn_url);
-		conn = saved_conn;
-		conn_url = saved_url;
+		ok = valkey_connect(&sub, &t, &error);
 		if (ok)
-			reply = valkey_command(sub, 2, argv, NULL,
+			reply = valkey_command(&sub, 2, argv, NULL,
 								   TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 															   stampede_valkey_timeout_ms),
 								   &what);
 	}
 	PG_CATCH();
 	{
-		if (conn != saved_conn)
-			sub = conn;
-		conn = saved_conn;
-		conn_url = saved_url;
-		sub_drop();
+		valkey_close(&sub);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -720,7 +737,7 @@ StampedeValkeySubscribe(const char *channel)
 	{
 		if (reply)
 			freeReplyObject(reply);
-		sub_drop();
+		valkey_close(&sub);
 		return false;
 	}
 	freeReplyObject(reply);
@@ -737,7 +754,7 @@ StampedeValkeyWaitMessage(long timeout_ms)
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	bool		got = false;
 
-	if (sub == NULL)
+	if (sub.ctx == NULL)
 		return false;
 	PG_TRY();
 	{
@@ -745,9 +762,9 @@ StampedeValkeyWaitMessage(long timeout_ms)
 		{
 			redisReply *reply = NULL;
 
-			if (redisGetReplyFromReader(sub, (void **) &reply) != REDIS_OK)
+			if (redisGetReplyFromReader(sub.ctx, (void **) &reply) != REDIS_OK)
 			{
-				sub_drop();
+				valkey_close(&sub);
 				break;
 			}
 			if (reply != NULL)
@@ -756,18 +773,18 @@ StampedeValkeyWaitMessage(long timeout_ms)
 				got = true;
 				break;
 			}
-			if (!valkey_wait(sub, WL_SOCKET_READABLE, deadline))
+			if (!valkey_wait(&sub, WL_SOCKET_READABLE, deadline))
 				break;
-			if (redisBufferRead(sub) != REDIS_OK)
+			if (redisBufferRead(sub.ctx) != REDIS_OK)
 			{
-				sub_drop();
+				valkey_close(&sub);
 				break;
 			}
 		}
 	}
 	PG_CATCH();
 	{
-		sub_drop();
+		valkey_close(&sub);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -777,13 +794,13 @@ StampedeValkeyWaitMessage(long timeout_ms)
 bool
 StampedeValkeySubscribed(void)
 {
-	return sub != NULL;
+	return sub.ctx != NULL;
 }
 
 void
 StampedeValkeyUnsubscribe(void)
 {
-	sub_drop();
+	valkey_close(&sub);
 }
 
 /* DEL key.  False on failure. */
@@ -804,7 +821,7 @@ StampedeValkeyDel(const char *key, bool *deleted)
 bool
 StampedeValkeyCircuitOpen(void)
 {
-	return conn == NULL && GetCurrentTimestamp() < circuit_open_until;
+	return conn.ctx == NULL && GetCurrentTimestamp() < circuit_open_until;
 }
 
 /*
