@@ -20,3 +20,6 @@ SHLIB_LINK   = $(HIREDIS_LIBS)
 PG_CONFIG   ?= pg_config
 PGXS        := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: rebuild everything when a header changes.
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

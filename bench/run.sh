@@ -72,7 +72,7 @@ if [ "$valkey" = 1 ]; then
 		valkey_opts=()
 	fi
 	PRIMARY_HOST=$primary_host PRIMARY_PORT=$primary_port \
-		REPLICA_HOST=$replica_host REPLICA_PORT=$replica_port VALKEY_PORT=$VALKEY_PORT \
+		REPLICA_HOST=$replica_host REPLICA_PORT=$replica_port VALKEY_PORT=$VALKEY_PORT VALKEY_SOCKET=$VALKEY_SOCKET \
 		/usr/bin/python3 bench/valkey.py "${valkey_opts[@]}" || failed+=(valkey)
 	# bench/valkey.py shuts redis-server down itself; make sure it is gone.
 	valkey_stop

@@ -14,7 +14,7 @@ Three figures, each measured side by side with its baseline in this run:
 
 Environment: PRIMARY_HOST/PRIMARY_PORT, REPLICA_HOST/REPLICA_PORT (replica of
 the primary), VALKEY_PORT (a redis-server on 127.0.0.1 that this script stops
-for figure 3), PGUSER, PGDATABASE.
+for figure 3) and VALKEY_SOCKET (its unix socket), PGUSER, PGDATABASE.
 """
 import argparse
 import os
@@ -39,6 +39,7 @@ PRIMARY = (os.environ["PRIMARY_HOST"], os.environ["PRIMARY_PORT"])
 REPLICA = (os.environ["REPLICA_HOST"], os.environ["REPLICA_PORT"])
 VALKEY_PORT = int(os.environ["VALKEY_PORT"])
 VALKEY_URL = f"redis://127.0.0.1:{VALKEY_PORT}"
+VALKEY_SOCKET = os.environ["VALKEY_SOCKET"]
 
 SETUP_SQL = r"""
 CREATE EXTENSION IF NOT EXISTS stampede;
@@ -216,17 +217,50 @@ def figure1(opts, checks):
 
 # ---------------------------------------------------------------- figure 2
 
+def cpu_ticks():
+    """CPU clock ticks used so far by the postgres, redis-server and pgbench processes."""
+    totals = {"postgres": 0, "redis-server": 0, "pgbench": 0}
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        name = next((n for n in totals if comm.startswith(n)), None)
+        if name:
+            fields = stat[stat.rindex(")") + 2:].split()
+            totals[name] += int(fields[11]) + int(fields[12])  # utime + stime
+    return totals
+
+
 def pgbench_tps(script, duration, clients, env):
-    out = subprocess.run([PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
-                          "-T", str(duration), "-f", script],
-                         capture_output=True, text=True, env=env, timeout=duration + 60)
-    m = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out.stdout, re.M)
-    if out.returncode != 0 or not m:
-        raise RuntimeError(f"pgbench failed: {out.stdout}{out.stderr}")
-    return float(m.group(1))
+    """tps, and CPU µs per transaction by process, sampled over the middle of the run."""
+    proc = subprocess.Popen([PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+                             "-T", str(duration), "-f", script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(duration * 0.25)
+    c0 = cpu_ticks()
+    window = duration * 0.5
+    time.sleep(window)
+    c1 = cpu_ticks()
+    out, err = proc.communicate(timeout=duration + 60)
+    m = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out, re.M)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"pgbench failed: {out}{err}")
+    tps = float(m.group(1))
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu = {n: (c1[n] - c0[n]) / hz * 1e6 / (tps * window) for n in c0}
+    return tps, cpu
 
 
 def figure2(opts, checks):
+    """
+    A hit from Valkey against a matview, over TCP and over Valkey's unix
+    socket.  Each round also says where the CPU goes (µs per transaction in
+    the server processes, redis-server and pgbench), which shows what the
+    round trip to Valkey costs on this machine.
+    """
     key = "vk_top100"
     call = (f"SELECT * FROM stampede_cached('{key}', $${HIT_QUERY}$$, '1 hour') "
             "AS t(id int, name text, total bigint);")
@@ -237,7 +271,7 @@ def figure2(opts, checks):
     with open(b_sql, "w") as f:
         f.write(call + "\n")
     env = dict(os.environ, PGHOST=PRIMARY[0], PGPORT=str(PRIMARY[1]))
-    env_b = dict(env, PGOPTIONS=f"-c stampede.valkey_url={VALKEY_URL}")
+    variants = [("B", VALKEY_URL), ("U", f"unix://{VALKEY_SOCKET}")]
 
     conn = connect(PRIMARY)
     with conn.cursor() as cur:
@@ -250,36 +284,52 @@ def figure2(opts, checks):
     same = mv_rows == b_rows == b_rows2 and len(mv_rows) == 100
     keys = [k for k in redis_cli("--scan", "--pattern", "stampede:*").split() if k]
     print(f"\n2. hit from Valkey vs materialized view: pgbench -n -M prepared -c {opts.clients} "
-          f"-j 2 -T {opts.duration}, {opts.rounds} rounds of A, B")
+          f"-j 2 -T {opts.duration}, {opts.rounds} rounds of A, B, U")
     print("  A = SELECT * FROM vk_mv (100 rows)")
     print(f"  B = stampede_cached('{key}', ...) warm, PGOPTIONS='-c stampede.valkey_url={VALKEY_URL}'")
+    print(f"  U = the same over Valkey's unix socket, stampede.valkey_url=unix://{VALKEY_SOCKET}")
     print(f"  stampede keys in Valkey: {len(keys)} (e.g. {keys[:1]})")
+    print("  CPU µs per transaction (postgres / redis-server / pgbench) after each tps")
 
     admins = [conn]
     s0 = stats_sum(admins)
-    ratios, a_all, b_all = [], [], []
-    b_redis_hits = 0
+    tps = {"A": [], "B": [], "U": []}
+    cpu = {"A": [], "B": [], "U": []}
+    redis_hits = 0
     for r in range(1, opts.rounds + 1):
-        a = pgbench_tps(a_sql, opts.duration, opts.clients, env)
-        h0 = redis_stat("keyspace_hits")
-        b = pgbench_tps(b_sql, opts.duration, opts.clients, env_b)
-        b_redis_hits += redis_stat("keyspace_hits") - h0
-        a_all.append(a)
-        b_all.append(b)
-        ratios.append(b / a)
-        print(f"  round {r}:  A {a:9.1f} tps  B {b:9.1f} tps  B/A {b / a:.2f}")
+        t, c = pgbench_tps(a_sql, opts.duration, opts.clients, env)
+        tps["A"].append(t)
+        cpu["A"].append(c)
+        for name, url in variants:
+            h0 = redis_stat("keyspace_hits")
+            t, c = pgbench_tps(b_sql, opts.duration, opts.clients,
+                               dict(env, PGOPTIONS=f"-c stampede.valkey_url={url}"))
+            redis_hits += redis_stat("keyspace_hits") - h0
+            tps[name].append(t)
+            cpu[name].append(c)
+        print(f"  round {r}: " + "  ".join(
+            f"{n} {tps[n][-1]:8.1f} tps ({cpu[n][-1]['postgres']:.0f}/"
+            f"{cpu[n][-1]['redis-server']:.0f}/{cpu[n][-1]['pgbench']:.0f})" for n in tps)
+            + f"  B/A {tps['B'][-1] / tps['A'][-1]:.2f}  U/A {tps['U'][-1] / tps['A'][-1]:.2f}")
     s = [x - y for x, y in zip(stats_sum(admins), s0)]
-    ratio = median(ratios)
-    print(f"  mean tps: A {sum(a_all) / len(a_all):.1f}, B {sum(b_all) / len(b_all):.1f}; "
-          f"median B/A {ratio:.2f}")
-    print(f"  stampede_stats during B: requests {s[0]}, hits {s[1]}, executions {s[2]}, "
-          f"fallbacks {s[4]}; Valkey keyspace_hits during B: {b_redis_hits}")
+    ratio_b = median([b / a for a, b in zip(tps["A"], tps["B"])])
+    ratio_u = median([u / a for a, u in zip(tps["A"], tps["U"])])
+    print(f"  median tps: A {median(tps['A']):.1f}, B {median(tps['B']):.1f}, "
+          f"U {median(tps['U']):.1f}; median B/A {ratio_b:.2f}, U/A {ratio_u:.2f}")
+    for n in tps:
+        per = {p: median([c[p] for c in cpu[n]]) for p in cpu[n][0]}
+        print(f"  median CPU per transaction, {n}: postgres {per['postgres']:.1f} µs, "
+              f"redis-server {per['redis-server']:.1f} µs, pgbench {per['pgbench']:.1f} µs, "
+              f"all {sum(per.values()):.1f} µs")
+    print(f"  stampede_stats during B and U: requests {s[0]}, hits {s[1]}, executions {s[2]}, "
+          f"fallbacks {s[4]}; Valkey keyspace_hits during B and U: {redis_hits}")
     from_valkey = (len(keys) > 0 and s[2] == 0 and s[0] == s[1] and s[4] == 0
-                   and b_redis_hits >= s[1] > 0)
+                   and redis_hits >= s[1] > 0)
     checks += [
-        (f"hit: median B/A {ratio:.2f} >= 0.7", ratio >= 0.7),
+        (f"hit: median B/A {ratio_b:.2f} >= 0.7 (TCP)", ratio_b >= 0.7),
+        (f"hit: median U/A {ratio_u:.2f} >= 0.7 (unix socket)", ratio_u >= 0.7),
         (f"hit: B returns the matview's 100 rows ({len(b_rows)} rows, same: {same})", same),
-        ("hit: B served from Valkey (key in Valkey, every request a hit, no execution, "
+        ("hit: B and U served from Valkey (key in Valkey, every request a hit, no execution, "
          "no fallback, Valkey keyspace hits >= stampede hits)", from_valkey),
     ]
     conn.close()

@@ -46,6 +46,8 @@ CREATE FUNCTION stampede_stats_raw(
     OUT not_stored bigint,
     OUT evictions bigint,
     OUT invalidations bigint,
+    OUT valkey_hits bigint,
+    OUT valkey_errors bigint,
     OUT entries bigint,
     OUT store_bytes_used bigint,
     OUT store_bytes_total bigint,
@@ -58,7 +60,8 @@ LANGUAGE C VOLATILE PARALLEL SAFE;
 CREATE VIEW stampede_stats AS
 SELECT requests, hits, misses, executions, lock_waits,
        round(wait_time_us / 1000.0, 3) AS wait_time_ms,
-       timeouts, fallbacks, errors, not_stored, evictions, invalidations,
+       timeouts, valkey_hits, fallbacks, valkey_errors,
+       errors, not_stored, evictions, invalidations,
        round(100.0 * (requests - executions) / nullif(requests, 0), 2) AS api_call_reduction_pct,
        round(100.0 * lock_waits / nullif(requests, 0), 2) AS lock_wait_rate_pct,
        round(wait_time_us / 1000.0 / nullif(lock_waits, 0), 3) AS avg_wait_ms,
@@ -86,7 +89,8 @@ CREATE FUNCTION stampede_status(
     OUT valkey_error text,
     OUT entries bigint,
     OUT store_bytes_used bigint,
-    OUT store_bytes_total bigint)
+    OUT store_bytes_total bigint,
+    OUT preloaded boolean)
 RETURNS record
 AS 'MODULE_PATHNAME', 'stampede_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

@@ -21,19 +21,36 @@
 #include "guc.h"
 #include "query.h"
 #include "store_local.h"
+#include "valkey.h"
 
 #define STAMPEDE_MAX_KEY_BYTES 1024
 
-/* Calls need the shared memory that only shared_preload_libraries gives. */
+/*
+ * Calls need the shared memory that only shared_preload_libraries gives,
+ * unless Valkey is configured: then they work without it, and the first
+ * call of a backend says what is missing.
+ */
 static void
 require_shared_memory(void)
 {
-	if (!StampedeStoreAvailable())
+	static bool told = false;
+
+	if (StampedeStoreAvailable())
+		return;
+	if (!StampedeValkeyConfigured())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stampede is not loaded through shared_preload_libraries"),
 				 errdetail("Its store and single-flight table live in shared memory, which is set up at server start."),
+				 errhint("Add stampede to shared_preload_libraries in postgresql.conf and restart the server, or set stampede.valkey_url.")));
+	if (!told)
+	{
+		ereport(NOTICE,
+				(errmsg("stampede is not loaded through shared_preload_libraries: it uses Valkey alone"),
+				 errdetail("Backends of this server do not coalesce before Valkey's lock, queries run uncached while Valkey is unavailable, locks of long queries are not renewed, and stampede_stats counts nothing."),
 				 errhint("Add stampede to shared_preload_libraries in postgresql.conf and restart the server.")));
+		told = true;
+	}
 }
 
 static void

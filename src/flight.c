@@ -26,6 +26,11 @@
  *
  *	  Lock order: flight LWLock, then the store's LWLock.
  *
+ *	  Without shared_preload_libraries there is no flight table, no advisory
+ *	  lock of ours and no local store: with Valkey configured, each backend
+ *	  goes straight to the Valkey lock ("leads" locally without a lock), and
+ *	  when Valkey cannot be used it runs the query without storing it.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -243,6 +248,12 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 	LedFlight  *mine = &led[nled - 1];
 	Flight	   *flight;
 
+	if (flight_shared == NULL)
+	{
+		/* Not preloaded: nowhere local to store, no lock to let go. */
+		nled--;
+		return nputs > 0 ? FLIGHT_UNCACHEABLE : outcome;
+	}
 	LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
 	flight = hash_search(flights, &mine->key, HASH_FIND, NULL);
 	if (flight != NULL && flight->gen == mine->gen)
@@ -272,9 +283,7 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 static void
 flight_abandon_from(int nest_level)
 {
-	if (flight_shared == NULL)
-		return;
-	if (LWLockHeldByMe(flight_shared->lock))
+	if (flight_shared != NULL && LWLockHeldByMe(flight_shared->lock))
 		LWLockRelease(flight_shared->lock);
 	while (nled > 0 && led[nled - 1].nest_level >= nest_level)
 	{
@@ -345,6 +354,16 @@ flight_try_lead(const StampedeStoreKey *key, uint32 *gen)
 	flight_register_callbacks();
 
 	flight_locktag(key, &tag);
+	if (flight_shared == NULL)
+	{
+		/* Not preloaded: no local coalescing; Valkey's lock decides. */
+		memset(&led[nled], 0, sizeof(LedFlight));
+		led[nled].key = *key;
+		led[nled].nest_level = GetCurrentTransactionNestLevel();
+		nled++;
+		*gen = 0;
+		return true;
+	}
 	LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
 	flight = flight_slot(key);
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
@@ -545,8 +564,9 @@ valkey_key(const StampedeStoreKey *skey, char suffix)
  * when it fails now) from the local store.
  */
 static char *
-fetch_entry(const StampedeStoreKey *skey, Size *len)
+fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 {
+	*from_valkey = false;
 	if (StampedeValkeyUsable())
 	{
 		const char *vkey = valkey_key(skey, 'v');
@@ -560,6 +580,7 @@ fetch_entry(const StampedeStoreKey *skey, Size *len)
 				pfree(value);
 				return NULL;
 			}
+			*from_valkey = true;
 			return value;
 		}
 		StampedeStatsCount(STAT_FALLBACKS);
@@ -571,7 +592,8 @@ static ServeResult serve_from_store(StampedeRequest *req, const StampedeStoreKey
 
 /* Answer req from an entry's bytes, if they hold rows for it. */
 static ServeResult
-serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size len)
+serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size len,
+			bool from_valkey)
 {
 	StampedeEntry entry;
 	ServeResult result = SERVE_MISS;
@@ -589,7 +611,11 @@ serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size
 				result = SERVE_MISS_PER_ROLE;
 		}
 		else if (!(entry.flags & STAMPEDE_ENTRY_PER_ROLE) && serve_entry(req, &entry))
+		{
 			result = SERVE_SERVED;
+			if (from_valkey)
+				StampedeStatsCount(STAT_VALKEY_HITS);
+		}
 	}
 	if (data != req->entry_data)
 		pfree(data);
@@ -601,11 +627,12 @@ static ServeResult
 serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
 {
 	Size		len;
-	char	   *data = fetch_entry(skey, &len);
+	bool		from_valkey;
+	char	   *data = fetch_entry(skey, &len, &from_valkey);
 
 	if (data == NULL)
 		return SERVE_MISS;
-	return serve_bytes(req, skey, data, len);
+	return serve_bytes(req, skey, data, len, from_valkey);
 }
 
 static TimestampTz
@@ -774,7 +801,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 			bool		acquired = false;
 
 			if (StampedeEntryChecksumOk(value, len) &&
-				serve_bytes(req, skey, value, len) == SERVE_SERVED)
+				serve_bytes(req, skey, value, len, true) == SERVE_SERVED)
 				return REMOTE_SERVED;
 
 			/* Rows we cannot use (damaged, another cluster's): replace them. */
@@ -923,7 +950,9 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 			flight_end(FLIGHT_DONE, NULL, NULL, 0, 0);
 			goto done;
 		}
-		if (remote == REMOTE_RUN_UNCACHED)
+		/* Not preloaded, and Valkey failed: there is no store to fall back to. */
+		if (remote == REMOTE_RUN_UNCACHED ||
+			(remote == REMOTE_FALLBACK && !StampedeStoreAvailable()))
 		{
 			run_uncached(req);
 			flight_end(FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
@@ -964,6 +993,12 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 			if (nputs == 0)
 				StampedeStatsCount(STAT_NOT_STORED);
 		}
+		else if (nputs > 0 && !StampedeStoreAvailable())
+		{
+			/* Valkey failed while storing, and there is no local store. */
+			flight_end(FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
+			StampedeStatsCount(STAT_NOT_STORED);
+		}
 		else if (flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
 							puts, nputs, expiry_time(req->ttl_ms)) == FLIGHT_UNCACHEABLE)
 		{
@@ -999,7 +1034,7 @@ done:
 		if (!leaders)
 			StampedeStatsCount(STAT_ERRORS);
 		StampedeStoreReleaseLockIfHeld();
-		if (LWLockHeldByMe(flight_shared->lock))
+		if (flight_shared != NULL && LWLockHeldByMe(flight_shared->lock))
 			LWLockRelease(flight_shared->lock);
 		StampedeValkeyUnsubscribe();
 		remote_abandon(rk, edata, leaders);
@@ -1136,17 +1171,20 @@ StampedeInvalidate(const char *key, int keylen)
 		skey.dbid = MyDatabaseId;
 		skey.hash = key_hash((StampedeKind) kind, key, keylen);
 
-		LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
-		hash_seq_init(&status, flights);
-		while ((flight = hash_seq_search(&status)) != NULL)
+		if (flight_shared != NULL)
 		{
-			if (flight->key.dbid == skey.dbid && flight->key.hash == skey.hash &&
-				flight->state == FLIGHT_RUNNING)
-				flight->invalidated = true;
+			LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
+			hash_seq_init(&status, flights);
+			while ((flight = hash_seq_search(&status)) != NULL)
+			{
+				if (flight->key.dbid == skey.dbid && flight->key.hash == skey.hash &&
+					flight->state == FLIGHT_RUNNING)
+					flight->invalidated = true;
+			}
+			removed |= StampedeStoreDelete(&skey);
+			removed |= StampedeStoreDeleteAllRoles(skey.dbid, skey.hash) > 0;
+			LWLockRelease(flight_shared->lock);
 		}
-		removed |= StampedeStoreDelete(&skey);
-		removed |= StampedeStoreDeleteAllRoles(skey.dbid, skey.hash) > 0;
-		LWLockRelease(flight_shared->lock);
 
 		/* Not under the LWLock: network I/O must stay interruptible. */
 		if (StampedeValkeyUsable())

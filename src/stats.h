@@ -24,6 +24,8 @@ typedef enum StampedeCounter
 	STAT_NOT_STORED,			/* results too large to store */
 	STAT_EVICTIONS,				/* entries dropped to make room */
 	STAT_INVALIDATIONS,			/* entries removed by stampede_invalidate */
+	STAT_VALKEY_HITS,			/* calls answered with rows read from Valkey */
+	STAT_VALKEY_ERRORS,			/* Valkey commands that failed or timed out */
 	STAT_NUM_COUNTERS
 } StampedeCounter;
 

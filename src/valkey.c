@@ -43,6 +43,7 @@
 
 #include "compat.h"
 #include "guc.h"
+#include "stats.h"
 #include "store_local.h"
 #include "valkey.h"
 
@@ -254,6 +255,7 @@ static bool
 valkey_failed(ValkeyConn *vc, const ValkeyTarget *t, const char *what, char **error)
 {
 	valkey_close(vc);
+	StampedeStatsCount(STAT_VALKEY_ERRORS);
 	snprintf(last_error, sizeof(last_error), "%s: %s", t->name, what);
 	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 stampede_valkey_retry_interval_ms);
@@ -833,8 +835,8 @@ Datum
 stampede_status(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[8];
-	bool		nulls[8] = {0};
+	Datum		values[9];
+	bool		nulls[9] = {0};
 	StampedeStoreUsage usage;
 	char	   *error = NULL;
 	bool		configured = StampedeValkeyConfigured();
@@ -843,9 +845,11 @@ stampede_status(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	values[0] = CStringGetTextDatum(!StampedeStoreAvailable() ? "not preloaded" :
-									!configured ? "local" :
-									reachable ? "valkey" : "fallback");
+	/* Not preloaded, Valkey is all there is: calls run uncached without it. */
+	values[0] = CStringGetTextDatum(reachable ? "valkey" :
+									!StampedeStoreAvailable() ?
+									(configured ? "uncached" : "not preloaded") :
+									configured ? "fallback" : "local");
 	values[1] = BoolGetDatum(configured);
 	values[2] = BoolGetDatum(reachable);
 	nulls[2] = !configured;
@@ -857,5 +861,6 @@ stampede_status(PG_FUNCTION_ARGS)
 	values[5] = Int64GetDatum(usage.entries);
 	values[6] = Int64GetDatum(usage.bytes_used);
 	values[7] = Int64GetDatum(usage.bytes_total);
+	values[8] = BoolGetDatum(StampedeStoreAvailable());
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }

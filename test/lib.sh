@@ -123,7 +123,7 @@ pg_start_replica() {
 	mkdir -p "$dir"
 	[ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
 	as_server_user "$PG_BINDIR/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres \
-		-D "$dir/data" -R -X stream >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log"; return 1; }
+		-D "$dir/data" -R -X stream -c fast >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log"; return 1; }
 	port=$(free_port)
 	{
 		echo "port = $port"
@@ -141,7 +141,11 @@ valkey_start() {
 	local dir=$1 i
 	mkdir -p "$dir"
 	VALKEY_PORT=$(free_port)
+	# Also a unix socket, world-writable: the PostgreSQL servers run as
+	# postgres, not as the user who starts redis-server.
+	VALKEY_SOCKET=$dir/valkey.sock
 	redis-server --port "$VALKEY_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--unixsocket "$VALKEY_SOCKET" --unixsocketperm 777 \
 		--dir "$dir" --logfile "$dir/valkey.log" --daemonize no &
 	VALKEY_PID=$!
 	for i in $(seq 100); do

@@ -10,7 +10,8 @@
 #                  terminated leaders, max_wait, databases
 #   valkey         test/valkey.py: the Valkey connection against redis-server
 #                  on 127.0.0.1 (AUTH, unix socket, circuit breaker, a hung
-#                  server and statement_timeout, who sees the URL)
+#                  server and statement_timeout, who sees the URL), and
+#                  Valkey alone on the server without preloading
 #   valkey flight  test/valkey_flight.py: a primary and its streaming replica
 #                  sharing one Valkey (one execution between them, the
 #                  leader's error, garbage in Valkey, Valkey stopped and back)
@@ -25,6 +26,11 @@ prepare_throwaway
 
 log "starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'stampede'"
 pg_start "$W/pg" "shared_preload_libraries = 'stampede'" "stampede.local_cache_size = '8MB'"
+main_host=$PGHOST main_port=$PGPORT
+log "starting PostgreSQL $PG_MAJOR without shared_preload_libraries"
+pg_start "$W/plain"
+export STAMPEDE_PLAIN_HOST=$PGHOST STAMPEDE_PLAIN_PORT=$PGPORT
+export PGHOST=$main_host PGPORT=$main_port
 
 passed=0
 failed=0
@@ -69,8 +75,7 @@ export PGHOST=$a_host PGPORT=$a_port
 tally "$W/valkey_flight.log"
 
 log "a server without shared_preload_libraries"
-pg_start "$W/plain"
-"$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \
+PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \
 	--bindir="$PG_BINDIR" --load-extension=stampede --dbname=contrib_regression \
 	not_preloaded 2>&1 | tee "$W/plain.log" || true
 tally "$W/plain.log"

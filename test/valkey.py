@@ -2,15 +2,17 @@
 """Tests of the Valkey connection against real servers on 127.0.0.1: Debian's
 redis-server (Valkey speaks its protocol), started here at free ports, and a
 socket that accepts and never answers, for a Valkey that hangs.  Runs
-against a server with stampede preloaded (PGHOST, PGPORT, PGUSER).
+against a server with stampede preloaded (PGHOST, PGPORT, PGUSER), and one
+without (STAMPEDE_PLAIN_HOST, STAMPEDE_PLAIN_PORT).
 
-This version connects and reports through stampede_status(); what is
-checked: reachable, AUTH (right and wrong password, which never shows),
-unix sockets, the circuit breaker (a dead Valkey costs calls nothing until
-stampede.valkey_retry_interval passes) and recovery without a restart, a
-cancel or statement_timeout during a hung command, and that only
-superusers see or set stampede.valkey_url.  Prints 'ok'/'not ok' lines and
-'N passed, M failed'."""
+What is checked: reachable, AUTH (right and wrong password, which never
+shows), unix sockets, the circuit breaker (a dead Valkey costs calls nothing
+until stampede.valkey_retry_interval passes) and recovery without a
+restart, a cancel or statement_timeout during a hung command, that only
+superusers see or set stampede.valkey_url, and that without
+shared_preload_libraries Valkey alone runs a cold key once (and calls run
+uncached while it is down).  Prints 'ok'/'not ok' lines and 'N passed, M
+failed'."""
 
 import os
 import shutil
@@ -23,7 +25,7 @@ import time
 
 import psycopg2
 
-from harness import connect, expect, run
+from harness import Call, connect, expect, run
 
 TESTS = []
 DEADLINE_S = 20
@@ -246,6 +248,80 @@ def only_superusers_see_or_set_the_url(admin):
         finally:
             cur.execute("RESET ROLE")
             cur.execute("DROP ROLE regress_stampede_valkey")
+
+
+def plain(valkey_port, **settings):
+    """A session on the server without shared_preload_libraries
+    (STAMPEDE_PLAIN_HOST/PORT), pointed at a Valkey."""
+    conn = psycopg2.connect(dbname="postgres", host=os.environ["STAMPEDE_PLAIN_HOST"],
+                            port=os.environ["STAMPEDE_PLAIN_PORT"])
+    conn.autocommit = True
+    set_url(conn, f"redis://127.0.0.1:{valkey_port}", **settings)
+    return conn
+
+
+def plain_setup(valkey_port):
+    conn = plain(valkey_port)
+    with conn.cursor() as cur:
+        cur.execute("SET client_min_messages = warning")
+        cur.execute("CREATE EXTENSION IF NOT EXISTS stampede")
+        cur.execute("CREATE SEQUENCE IF NOT EXISTS np_runs")
+    return conn
+
+
+def np_call(key, sleep_s=0):
+    return (f"SELECT * FROM stampede_cached('{key}-{os.getpid()}', "
+            f"$q$SELECT nextval('np_runs') AS run FROM pg_sleep({sleep_s})$q$, '5 minutes') "
+            "AS t(run bigint)")
+
+
+def next_run(conn):
+    with conn.cursor() as cur:
+        cur.execute("SELECT nextval('np_runs')")
+        return cur.fetchone()[0]
+
+
+@test
+def not_preloaded_valkey_alone_runs_a_cold_key_once(admin):
+    valkey = Valkey()
+    try:
+        setup = plain_setup(valkey.port)
+        before = next_run(setup)
+        sessions = [plain(valkey.port, backoff_base="20ms", backoff_max="200ms")
+                    for _ in range(20)]
+        calls = [Call(c, np_call("np:herd", 0.3)) for c in sessions]
+        results = [c.result() for c in calls]
+        errors = [r.error for r in results if r.error]
+        expect(not errors, f"errors: {errors[:3]}")
+        expect(len({tuple(r.rows) for r in results}) == 1, "sessions got different rows")
+        ran = next_run(setup) - before - 1
+        expect(ran == 1, f"the query ran {ran} times for 20 sessions")
+        # A hit now, from Valkey; the first call of each backend said once
+        # what is missing.
+        first = sessions[0]
+        with first.cursor() as cur:
+            cur.execute(np_call("np:herd"))
+            expect(cur.fetchall() == results[0].rows, "a later call did not hit")
+        said = [n for n in first.notices if "uses Valkey alone" in n]
+        expect(len(said) == 1, f"the notice came {len(said)} times in two calls")
+        with setup.cursor() as cur:
+            cur.execute("SELECT mode, preloaded FROM stampede_status()")
+            expect(cur.fetchone() == ("valkey", False), "status does not say valkey, not preloaded")
+    finally:
+        valkey.stop()
+
+
+@test
+def not_preloaded_without_valkey_runs_the_query_uncached(admin):
+    setup = plain_setup(free_port())   # nothing listens there
+    before = next_run(setup)
+    with setup.cursor() as cur:
+        for n in (1, 2):
+            cur.execute(np_call("np:down"))
+            got = cur.fetchone()[0]
+            expect(got == before + n, f"call {n} got run {got}, not a fresh run {before + n}")
+        cur.execute("SELECT mode, preloaded FROM stampede_status()")
+        expect(cur.fetchone() == ("uncached", False), "status does not say uncached")
 
 
 def main():

@@ -113,9 +113,12 @@ def the_other_server_reads_the_rows_from_valkey(valkey):
     a, b = server("A", valkey.port), server("B", valkey.port)
     first = one(a, call_sql("vf:shared"))
     before = runs(b)
+    valkey_hits = one(b, "SELECT valkey_hits FROM stampede_stats")[0]
     second = one(b, call_sql("vf:shared"))
     expect(first == second, f"A got {first}, B got {second}")
     expect(runs(b) == before, "B ran the query A had stored")
+    expect(one(b, "SELECT valkey_hits FROM stampede_stats")[0] == valkey_hits + 1,
+           "B's hit is not counted in valkey_hits")
 
 
 @test
@@ -238,10 +241,13 @@ def garbage_in_valkey_is_a_miss(valkey):
 def valkey_gone_calls_still_answer_then_it_is_used_again(valkey):
     a = server("A", valkey.port, valkey_retry_interval="200ms")
     valkey.stop()
-    fallbacks = one(a, "SELECT fallbacks FROM stampede_stats")[0]
+    fallbacks, errors = one(a, "SELECT fallbacks, valkey_errors FROM stampede_stats")
     rows = one(a, call_sql("vf:down", "SELECT 42::bigint AS run"))
     expect(rows == (42,), f"got {rows} with Valkey down")
-    expect(one(a, "SELECT fallbacks FROM stampede_stats")[0] > fallbacks, "no fallback counted")
+    now = one(a, "SELECT fallbacks, valkey_errors FROM stampede_stats")
+    expect(now[0] > fallbacks, "no fallback counted")
+    expect(now[1] == errors + 1, f"valkey_errors went from {errors} to {now[1]}, not by one "
+           "(the circuit should keep later calls off Valkey)")
     expect(one(a, "SELECT mode FROM stampede_status()")[0] == "fallback", "status does not say fallback")
     back = Valkey(port=valkey.port)
     try:
