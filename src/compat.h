@@ -94,4 +94,20 @@
 #define StampedeCreateWaitEventSet(nevents) CreateWaitEventSet(TopMemoryContext, (nevents))
 #endif
 
+/*
+ * SHA1 (to name Lua scripts for EVALSHA) is in common/cryptohash.h from PG 14,
+ * whose final step takes the digest's length from PG 15.  Without it,
+ * scripts go by EVAL.
+ */
+#if PG_VERSION_NUM >= 140000
+#include "common/cryptohash.h"
+#endif
+#if PG_VERSION_NUM >= 150000
+#define STAMPEDE_HAS_SHA1 1
+#define StampedeCryptohashFinal(ctx, dest, len) pg_cryptohash_final((ctx), (dest), (len))
+#elif PG_VERSION_NUM >= 140000
+#define STAMPEDE_HAS_SHA1 1
+#define StampedeCryptohashFinal(ctx, dest, len) pg_cryptohash_final((ctx), (dest))
+#endif
+
 #endif							/* STAMPEDE_COMPAT_H */

@@ -29,6 +29,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -188,6 +189,8 @@ StampedeLeaseWorkerMain(Datum arg)
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	/* Hashing the scripts' names for EVALSHA needs a resource owner. */
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "stampede lease renewer");
 	tickcxt = AllocSetContextCreate(TopMemoryContext, "stampede lease tick",
 									ALLOCSET_DEFAULT_SIZES);
 	for (;;)

@@ -20,8 +20,8 @@
  *	  Messages name the server by host and port (or socket path) only: the
  *	  URL may hold a password.
  *
- *	  The commands single flight needs are here too (MGET, SET, DEL and two
- *	  scripts); what they mean is flight.c's business.
+ *	  The commands single flight needs are here too (MGET, SET, DEL and three
+ *	  scripts, sent by EVALSHA); what they mean is flight.c's business.
  *
  *-------------------------------------------------------------------------
  */
@@ -475,7 +475,7 @@ StampedeValkeyConfigured(void)
  * reply such as OOM, LOADING or READONLY): the caller falls back.
  */
 static redisReply *
-valkey_run(int argc, const char **argv, const size_t *argvlen)
+valkey_run_command(int argc, const char **argv, const size_t *argvlen, bool noscript_ok)
 {
 	ValkeyTarget t;
 	char	   *error = NULL;
@@ -507,7 +507,8 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 		valkey_failed(&conn, &t, what ? what : "failed", &error);
 		return NULL;
 	}
-	if (reply->type == REDIS_REPLY_ERROR)
+	if (reply->type == REDIS_REPLY_ERROR &&
+		!(noscript_ok && strncmp(reply->str, "NOSCRIPT", 8) == 0))
 	{
 		char		message[160];
 
@@ -517,6 +518,87 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 		return NULL;
 	}
 	return reply;
+}
+
+static redisReply *
+valkey_run(int argc, const char **argv, const size_t *argvlen)
+{
+	return valkey_run_command(argc, argv, argvlen, false);
+}
+
+/* ---- scripts ---- */
+
+#define VALKEY_MAX_SCRIPT_ARGS 8
+
+/* A Lua script, and its SHA1 in hex once known (for EVALSHA). */
+typedef struct ValkeyScript
+{
+	const char *body;
+	char		sha1[41];
+} ValkeyScript;
+
+/* Work out script's SHA1, as Valkey names it; false if it cannot be had. */
+static bool
+script_sha1(ValkeyScript *script)
+{
+#ifdef STAMPEDE_HAS_SHA1
+	pg_cryptohash_ctx *ctx;
+	uint8		digest[20];
+	bool		ok;
+
+	if (script->sha1[0] != '\0')
+		return true;
+	ctx = pg_cryptohash_create(PG_SHA1);
+	ok = ctx != NULL &&
+		pg_cryptohash_init(ctx) == 0 &&
+		pg_cryptohash_update(ctx, (const uint8 *) script->body, strlen(script->body)) == 0 &&
+		StampedeCryptohashFinal(ctx, digest, sizeof(digest)) == 0;
+	pg_cryptohash_free(ctx);
+	if (!ok)
+		return false;
+	for (int i = 0; i < 20; i++)
+		snprintf(script->sha1 + 2 * i, 3, "%02x", digest[i]);
+	return true;
+#else
+	return false;
+#endif
+}
+
+/*
+ * Run script with args (the number of keys, the keys, then the arguments):
+ * by EVALSHA, so that the script's text is not sent each time, and by EVAL
+ * when Valkey does not know it (NOSCRIPT: restarted, flushed, failed over),
+ * which also makes it known again.  NULL when Valkey failed, as valkey_run.
+ */
+static redisReply *
+valkey_eval(ValkeyScript *script, int nargs, const char **args, const size_t *argslen)
+{
+	const char *argv[2 + VALKEY_MAX_SCRIPT_ARGS];
+	size_t		argvlen[2 + VALKEY_MAX_SCRIPT_ARGS];
+	redisReply *reply = NULL;
+
+	Assert(nargs <= VALKEY_MAX_SCRIPT_ARGS);
+	for (int i = 0; i < nargs; i++)
+	{
+		argv[i + 2] = args[i];
+		argvlen[i + 2] = argslen ? argslen[i] : strlen(args[i]);
+	}
+	if (script_sha1(script))
+	{
+		argv[0] = "EVALSHA";
+		argv[1] = script->sha1;
+		argvlen[0] = 7;
+		argvlen[1] = 40;
+		reply = valkey_run_command(nargs + 2, argv, argvlen, true);
+		if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
+			return reply;
+		freeReplyObject(reply); /* NOSCRIPT */
+	}
+	argv[0] = "EVAL";
+	argv[1] = script->body;
+	argvlen[0] = 4;
+	argvlen[1] = strlen(script->body);
+	return valkey_run(nargs + 2, argv, argvlen);
 }
 
 /* Is the configured Valkey answering?  PING it, connecting if need be. */
@@ -617,20 +699,21 @@ bool
 StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len, int64 px_ms,
 							 const char *lkey, const char *token, const char *channel)
 {
-	static const char *script =
+	static ValkeyScript script = {
 		"if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
 		"if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
 		"redis.call('PUBLISH', KEYS[3], '1') "
-		"return 1";
+		"return 1"
+	};
 	char		px[32];
-	const char *argv[9] = {"EVAL", script, "3", vkey, lkey, channel, value ? value : "", px, token};
-	size_t		argvlen[9];
+	const char *args[7] = {"3", vkey, lkey, channel, value ? value : "", px, token};
+	size_t		argslen[7];
 	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	for (int i = 0; i < 9; i++)
-		argvlen[i] = (i == 6) ? (value ? len : 0) : strlen(argv[i]);
-	reply = valkey_run(9, argv, argvlen);
+	for (int i = 0; i < 7; i++)
+		argslen[i] = (i == 4) ? (value ? len : 0) : strlen(args[i]);
+	reply = valkey_eval(&script, 7, args, argslen);
 	if (reply == NULL)
 		return false;
 	freeReplyObject(reply);
@@ -647,19 +730,20 @@ bool
 StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
 					  const char *token, int64 px_ms, char *kind, char **value, Size *len)
 {
-	static const char *script =
+	static ValkeyScript script = {
 		"local e = redis.call('GET', KEYS[3]) "
 		"if e then return {'e', e} end "
 		"local v = redis.call('GET', KEYS[1]) "
 		"if v then return {'v', v} end "
 		"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'l', ''} end "
-		"return {'w', ''}";
+		"return {'w', ''}"
+	};
 	char		px[32];
-	const char *argv[8] = {"EVAL", script, "3", vkey, lkey, ekey, token, px};
+	const char *args[6] = {"3", vkey, lkey, ekey, token, px};
 	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	reply = valkey_run(8, argv, NULL);
+	reply = valkey_eval(&script, 6, args, NULL);
 	if (reply == NULL)
 		return false;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -685,15 +769,16 @@ StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
 bool
 StampedeValkeyRenew(const char *key, const char *token, int64 px_ms)
 {
-	static const char *script =
+	static ValkeyScript script = {
 		"if redis.call('GET', KEYS[1]) == ARGV[1] then "
-		"return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
+		"return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+	};
 	char		px[32];
-	const char *argv[6] = {"EVAL", script, "1", key, token, px};
+	const char *args[4] = {"1", key, token, px};
 	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	reply = valkey_run(6, argv, NULL);
+	reply = valkey_eval(&script, 4, args, NULL);
 	if (reply == NULL)
 		return false;
 	freeReplyObject(reply);

@@ -237,6 +237,39 @@ def garbage_in_valkey_is_a_miss(valkey):
         expect(got == expected, f"{name}: got {got}, expected {expected}")
 
 
+def command_calls(valkey, command):
+    out = subprocess.run(["redis-cli", "-p", str(valkey.port), "INFO", "commandstats"],
+                         capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        if line.startswith(f"cmdstat_{command}:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+@test
+def scripts_go_by_evalsha_and_by_eval_once_valkey_forgot_them(valkey):
+    a = server("A", valkey.port)
+    errors = one(a, "SELECT valkey_errors FROM stampede_stats")[0]
+    # The first use of each script goes by EVAL (Valkey does not know it yet).
+    one(a, call_sql("vf:sha0", "SELECT 0::bigint AS run"))
+    evals, evalshas = command_calls(valkey, "eval"), command_calls(valkey, "evalsha")
+    expect(evals <= 2, f"{evals} EVALs for the first call: more than one per script")
+    one(a, call_sql("vf:sha1", "SELECT 1::bigint AS run"))
+    expect(command_calls(valkey, "eval") == evals, "a known script went by EVAL")
+    expect(command_calls(valkey, "evalsha") >= evalshas + 2,
+           "the lock and store scripts did not go by EVALSHA")
+    subprocess.run(["redis-cli", "-p", str(valkey.port), "SCRIPT", "FLUSH"], check=True,
+                   capture_output=True)
+    evals = command_calls(valkey, "eval")
+    expect(one(a, call_sql("vf:sha2", "SELECT 2::bigint AS run")) == (2,), "wrong rows after SCRIPT FLUSH")
+    expect(command_calls(valkey, "eval") > evals, "NOSCRIPT did not fall back to EVAL")
+    expect(one(a, "SELECT valkey_errors FROM stampede_stats")[0] == errors,
+           "NOSCRIPT was taken for a Valkey failure")
+    b = server("B", valkey.port)
+    expect(one(b, call_sql("vf:sha2", "SELECT 3::bigint AS run")) == (2,),
+           "B did not read the rows stored after SCRIPT FLUSH")
+
+
 @test
 def valkey_gone_calls_still_answer_then_it_is_used_again(valkey):
     a = server("A", valkey.port, valkey_retry_interval="200ms")
