@@ -533,12 +533,12 @@ serve_entry(StampedeRequest *req, const StampedeEntry *entry)
 /* ---- Valkey keys ---- */
 
 /*
- * The Valkey key of an entry (suffix 'v'), its lock ('l') or its error
- * marker ('e').  The part in braces is the same for all three, so that they
- * fall in one Valkey Cluster slot.
+ * What all Valkey names of a stampede key begin with: the namespace and the
+ * key's hash, in braces (a hash tag), so that the key's entries, lock,
+ * error marker and the rest fall in one Valkey Cluster slot.
  */
 static char *
-valkey_key(const StampedeStoreKey *skey, char suffix)
+valkey_prefix(uint64 hash)
 {
 	static char *derived = NULL;
 	const char *ns = stampede_namespace;
@@ -555,8 +555,30 @@ valkey_key(const StampedeStoreKey *skey, char suffix)
 		}
 		ns = derived;
 	}
-	return psprintf("stampede:{%s:%016" INT64_MODIFIER "x}:%u:%c",
-					ns, skey->hash, skey->roleid, suffix);
+	return psprintf("stampede:{%s:%016" INT64_MODIFIER "x}:", ns, hash);
+}
+
+/* The Valkey name of skey's entry ('v') or of another of its parts. */
+static char *
+valkey_key(const StampedeStoreKey *skey, char suffix)
+{
+	return psprintf("%s%u:%c", valkey_prefix(skey->hash), skey->roleid, suffix);
+}
+
+/* Every Valkey name of the key whose role-0 store key is skey. */
+static void
+valkey_keys(const StampedeStoreKey *skey, StampedeValkeyKeys *keys)
+{
+	char	   *prefix = valkey_prefix(skey->hash);
+
+	Assert(!OidIsValid(skey->roleid));
+	keys->prefix = prefix;
+	keys->value = psprintf("%s0:v", prefix);
+	keys->lock = psprintf("%s0:l", prefix);
+	keys->error = psprintf("%s0:e", prefix);
+	keys->channel = psprintf("%s0:c", prefix);
+	keys->generation = psprintf("%s0:g", prefix);
+	keys->roles = psprintf("%s0:r", prefix);
 }
 
 /*
@@ -689,11 +711,9 @@ typedef enum RemoteResult
 /* The Valkey names of a key's entry, lock and error marker, and our token. */
 typedef struct RemoteKeys
 {
-	char	   *vkey;
-	char	   *lkey;
-	char	   *ekey;
-	char	   *channel;		/* where the leader publishes that it is done */
+	StampedeValkeyKeys keys;
 	char	   *token;			/* set while this backend holds the lock */
+	char	   *generation;		/* the key's generation when it took the lock */
 	int			lease;			/* its slot for renewal, or -1 */
 } RemoteKeys;
 
@@ -717,7 +737,7 @@ remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
 	appendStringInfoChar(&buf, '\0');
 	appendStringInfoString(&buf, edata->hint ? edata->hint : "");
 	/* Short-lived: the waiters of this flight read it within a backoff round. */
-	(void) StampedeValkeySet(rk->ekey, buf.data, buf.len,
+	(void) StampedeValkeySet(rk->keys.error, buf.data, buf.len,
 							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
 }
 
@@ -750,10 +770,11 @@ remote_parse_error(char *data, Size len, FlightError *error)
 
 /* This backend holds the key's Valkey lock now: remember it, and have it renewed. */
 static RemoteResult
-remote_took_lock(RemoteKeys *rk, const char *token)
+remote_took_lock(RemoteKeys *rk, const char *token, char *generation)
 {
 	rk->token = pstrdup(token);
-	rk->lease = StampedeLeaseAdd(rk->lkey, token, stampede_lock_timeout_ms);
+	rk->generation = generation;
+	rk->lease = StampedeLeaseAdd(rk->keys.lock, token, stampede_lock_timeout_ms);
 	return REMOTE_LEAD;
 }
 
@@ -789,11 +810,11 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		FlightError error;
 
 		/* The error, the rows, or the lock: looked at and taken atomically. */
-		if (!StampedeValkeyTryLead(rk->vkey, rk->lkey, rk->ekey, token,
-								   stampede_lock_timeout_ms, &kind, &value, &len))
+		if (!StampedeValkeyTryLead(&rk->keys, token, stampede_lock_timeout_ms,
+								   &kind, &value, &len))
 			return REMOTE_FALLBACK;
 		if (kind == 'l')
-			return remote_took_lock(rk, token);
+			return remote_took_lock(rk, token, value);
 		if (kind == 'e' && remote_parse_error(value, len, &error))
 			raise_leaders_error(req, &error);
 		if (kind == 'v')
@@ -805,11 +826,24 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 				return REMOTE_SERVED;
 
 			/* Rows we cannot use (damaged, another cluster's): replace them. */
-			if (!StampedeValkeySet(rk->lkey, token, strlen(token), stampede_lock_timeout_ms,
+			if (!StampedeValkeySet(rk->keys.lock, token, strlen(token), stampede_lock_timeout_ms,
 								   true, &acquired))
 				return REMOTE_FALLBACK;
 			if (acquired)
-				return remote_took_lock(rk, token);
+			{
+				const char *gkey = rk->keys.generation;
+				char	   *generation;
+				Size		glen;
+
+				/* Unknown if this fails: then the rows are not stored. */
+				if (!StampedeValkeyGet(1, &gkey, &generation, &glen))
+					generation = pstrdup("?");
+				else if (generation == NULL)
+					generation = pstrdup("0");
+				else
+					generation = pnstrdup(generation, glen);
+				return remote_took_lock(rk, token, generation);
+			}
 		}
 
 		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
@@ -833,7 +867,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		{
 			StampedeStatsCount(STAT_LOCK_WAITS);
 			waited = true;
-			if (StampedeValkeySubscribe(rk->channel))
+			if (StampedeValkeySubscribe(rk->keys.channel))
 				continue;
 		}
 		sleep_ms = delay + (long) (pg_prng_double(&pg_global_prng_state) * stampede_backoff_base_ms);
@@ -869,11 +903,14 @@ remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int np
 	for (int i = 0; i < nputs - 1 && ok; i++)
 		ok = StampedeValkeySet(valkey_key(&puts[i].key, 'v'), puts[i].data, puts[i].len,
 							   ttl_ms, false, NULL);
-	if (ok)
-		ok = StampedeValkeyStoreAndUnlock(nputs > 0 ? valkey_key(&puts[nputs - 1].key, 'v') : rk->vkey,
-										  nputs > 0 ? puts[nputs - 1].data : NULL,
-										  nputs > 0 ? puts[nputs - 1].len : 0,
-										  ttl_ms, rk->lkey, rk->token, rk->channel);
+	if (ok && nputs > 0)
+		ok = StampedeValkeyStoreAndUnlock(&rk->keys, valkey_key(&puts[nputs - 1].key, 'v'),
+										  puts[nputs - 1].key.roleid,
+										  puts[nputs - 1].data, puts[nputs - 1].len,
+										  ttl_ms, rk->token, rk->generation);
+	else if (ok)
+		ok = StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, InvalidOid, NULL, 0,
+										  1, rk->token, rk->generation);
 	if (ok)
 	{
 		StampedeLeaseRemove(rk->lease);
@@ -893,7 +930,8 @@ remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
 	HOLD_INTERRUPTS();
 	if (!leaders)
 		remote_put_error(rk, edata);
-	(void) StampedeValkeyStoreAndUnlock(rk->vkey, NULL, 0, 1, rk->lkey, rk->token, rk->channel);
+	(void) StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, InvalidOid, NULL, 0,
+										1, rk->token, rk->generation);
 	RESUME_INTERRUPTS();
 	rk->token = NULL;
 }
@@ -934,10 +972,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 		/* Across servers: one leader between all that share the Valkey. */
 		if (StampedeValkeyUsable())
 		{
-			rk->vkey = valkey_key(skey, 'v');
-			rk->lkey = valkey_key(skey, 'l');
-			rk->ekey = valkey_key(skey, 'e');
-			rk->channel = valkey_key(skey, 'c');
+			valkey_keys(skey, &rk->keys);
 			remote = remote_lead_or_wait(req, skey, rk);
 			StampedeValkeyUnsubscribe();
 			if (remote == REMOTE_LEAD)
@@ -1189,9 +1224,11 @@ StampedeInvalidate(const char *key, int keylen)
 		/* Not under the LWLock: network I/O must stay interruptible. */
 		if (StampedeValkeyUsable())
 		{
+			StampedeValkeyKeys keys;
 			bool		deleted = false;
 
-			if (StampedeValkeyDel(valkey_key(&skey, 'v'), &deleted))
+			valkey_keys(&skey, &keys);
+			if (StampedeValkeyInvalidate(&keys, &deleted))
 				removed |= deleted;
 		}
 	}

@@ -20,7 +20,7 @@
  *	  Messages name the server by host and port (or socket path) only: the
  *	  URL may hold a password.
  *
- *	  The commands single flight needs are here too (MGET, SET, DEL and three
+ *	  The commands single flight needs are here too (MGET, SET and four
  *	  scripts, sent by EVALSHA); what they mean is flight.c's business.
  *
  *-------------------------------------------------------------------------
@@ -528,7 +528,7 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 
 /* ---- scripts ---- */
 
-#define VALKEY_MAX_SCRIPT_ARGS 8
+#define VALKEY_MAX_SCRIPT_ARGS 12
 
 /* A Lua script, and its SHA1 in hex once known (for EVALSHA). */
 typedef struct ValkeyScript
@@ -691,31 +691,74 @@ StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
 }
 
 /*
- * In one script: store value under vkey for px_ms (unless value is NULL),
- * delete lkey if it still holds token (only its owner lets go), and wake
- * the waiters subscribed to channel.
+ * In one script: store value under vkey for px_ms, unless value is NULL or
+ * the key was invalidated since the leader took the lock (its generation is
+ * no longer the one given), and list roleid among the key's roles if the
+ * entry is a role's own; delete the lock if it still holds token (only its
+ * owner lets go); wake the waiters subscribed to the channel.
  */
 bool
-StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len, int64 px_ms,
-							 const char *lkey, const char *token, const char *channel)
+StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey, Oid roleid,
+							 const char *value, Size len, int64 px_ms,
+							 const char *token, const char *generation)
 {
 	static ValkeyScript script = {
-		"if ARGV[1] ~= '' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) end "
+		"if ARGV[1] ~= '' and (redis.call('GET', KEYS[4]) or '0') == ARGV[4] then "
+		"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+		"  if ARGV[5] ~= '0' then "
+		"    redis.call('SADD', KEYS[5], ARGV[5]) "
+		"    if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[2]) then "
+		"      redis.call('PEXPIRE', KEYS[5], ARGV[2]) end "
+		"  end "
+		"end "
 		"if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
 		"redis.call('PUBLISH', KEYS[3], '1') "
 		"return 1"
 	};
 	char		px[32];
-	const char *args[7] = {"3", vkey, lkey, channel, value ? value : "", px, token};
-	size_t		argslen[7];
+	char		role[16];
+	const char *args[11] = {"5", vkey, keys->lock, keys->channel, keys->generation, keys->roles,
+		value ? value : "", px, token, generation ? generation : "0", role};
+	size_t		argslen[11];
 	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	for (int i = 0; i < 7; i++)
-		argslen[i] = (i == 4) ? (value ? len : 0) : strlen(args[i]);
-	reply = valkey_eval(&script, 7, args, argslen);
+	snprintf(role, sizeof(role), "%u", roleid);
+	for (int i = 0; i < 11; i++)
+		argslen[i] = (i == 6) ? (value ? len : 0) : strlen(args[i]);
+	reply = valkey_eval(&script, 11, args, argslen);
 	if (reply == NULL)
 		return false;
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * Remove every entry of a key (its own, each role's) and its error marker,
+ * and bump its generation, so that a leader running now does not store rows
+ * it computed before.  *deleted says whether an entry was removed.
+ */
+bool
+StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted)
+{
+	static ValkeyScript script = {
+		"redis.call('INCR', KEYS[3]) "
+		"redis.call('PEXPIRE', KEYS[3], 86400000) "
+		"local n = redis.call('DEL', KEYS[1]) "
+		"redis.call('DEL', KEYS[2]) "
+		"for _, role in ipairs(redis.call('SMEMBERS', KEYS[4])) do "
+		"  n = n + redis.call('DEL', ARGV[1] .. role .. ':v') "
+		"end "
+		"redis.call('DEL', KEYS[4]) "
+		"return n"
+	};
+	const char *args[6] = {"4", keys->value, keys->error, keys->generation, keys->roles,
+		keys->prefix};
+	redisReply *reply = valkey_eval(&script, 6, args, NULL);
+
+	if (reply == NULL)
+		return false;
+	*deleted = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
 	freeReplyObject(reply);
 	return true;
 }
@@ -724,26 +767,29 @@ StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len, int6
  * One round of single flight, atomically: the key's error marker if there
  * is one ('e'), else its value ('v'), else the lock, taken with token for
  * px_ms ('l'), else nothing ('w': another holds the lock).  *kind says
- * which; *value (palloc'd) holds what 'e' and 'v' found.  False on failure.
+ * which; *value (palloc'd) holds what 'e' and 'v' found, and for 'l' the
+ * key's generation, for the store to check.  False on failure.
  */
 bool
-StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
-					  const char *token, int64 px_ms, char *kind, char **value, Size *len)
+StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token, int64 px_ms,
+					  char *kind, char **value, Size *len)
 {
 	static ValkeyScript script = {
 		"local e = redis.call('GET', KEYS[3]) "
 		"if e then return {'e', e} end "
 		"local v = redis.call('GET', KEYS[1]) "
 		"if v then return {'v', v} end "
-		"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'l', ''} end "
+		"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+		"  return {'l', redis.call('GET', KEYS[4]) or '0'} end "
 		"return {'w', ''}"
 	};
 	char		px[32];
-	const char *args[6] = {"3", vkey, lkey, ekey, token, px};
+	const char *args[7] = {"4", keys->value, keys->lock, keys->error, keys->generation,
+		token, px};
 	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	reply = valkey_eval(&script, 6, args, NULL);
+	reply = valkey_eval(&script, 7, args, NULL);
 	if (reply == NULL)
 		return false;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -756,10 +802,11 @@ StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
 	*kind = reply->element[0]->str[0];
 	*len = reply->element[1]->len;
 	*value = NULL;
-	if (*kind == 'e' || *kind == 'v')
+	if (*kind == 'e' || *kind == 'v' || *kind == 'l')
 	{
-		*value = palloc(Max(*len, 1));
+		*value = palloc(*len + 1);
 		memcpy(*value, reply->element[1]->str, *len);
+		(*value)[*len] = '\0';
 	}
 	freeReplyObject(reply);
 	return true;
@@ -888,21 +935,6 @@ void
 StampedeValkeyUnsubscribe(void)
 {
 	valkey_close(&sub);
-}
-
-/* DEL key.  False on failure. */
-bool
-StampedeValkeyDel(const char *key, bool *deleted)
-{
-	const char *argv[2] = {"DEL", key};
-	redisReply *reply = valkey_run(2, argv, NULL);
-
-	if (reply == NULL)
-		return false;
-	if (deleted)
-		*deleted = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
-	freeReplyObject(reply);
-	return true;
 }
 
 bool

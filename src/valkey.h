@@ -8,6 +8,21 @@
 #ifndef STAMPEDE_VALKEY_H
 #define STAMPEDE_VALKEY_H
 
+/*
+ * The Valkey names of one stampede key (flight.c makes them).  Their hash
+ * tags are the same, so that they all fall in one Valkey Cluster slot.
+ */
+typedef struct StampedeValkeyKeys
+{
+	char	   *value;			/* the entry (role 0) */
+	char	   *lock;			/* the single-flight lock */
+	char	   *error;			/* the leader's error, for a short while */
+	char	   *channel;		/* where the leader says it is done */
+	char	   *generation;		/* bumped by stampede_invalidate */
+	char	   *roles;			/* roles that have an entry of their own */
+	char	   *prefix;			/* a role's entry is prefix || roleid || ":v" */
+} StampedeValkeyKeys;
+
 extern bool StampedeValkeyConfigured(void);
 extern bool StampedeValkeyPing(char **error);
 extern bool StampedeValkeyCircuitOpen(void);
@@ -15,17 +30,16 @@ extern bool StampedeValkeyUsable(void);
 extern bool StampedeValkeyGet(int nkeys, const char **keys, char **values, Size *lens);
 extern bool StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
 							  bool nx, bool *set);
-extern bool StampedeValkeyStoreAndUnlock(const char *vkey, const char *value, Size len,
-										 int64 px_ms, const char *lkey, const char *token,
-										 const char *channel);
+extern bool StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey,
+										 Oid roleid, const char *value, Size len,
+										 int64 px_ms, const char *token, const char *generation);
+extern bool StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted);
 extern bool StampedeValkeySubscribe(const char *channel);
 extern bool StampedeValkeyWaitMessage(long timeout_ms);
 extern bool StampedeValkeySubscribed(void);
 extern void StampedeValkeyUnsubscribe(void);
-extern bool StampedeValkeyDel(const char *key, bool *deleted);
 extern bool StampedeValkeyRenew(const char *key, const char *token, int64 px_ms);
-extern bool StampedeValkeyTryLead(const char *vkey, const char *lkey, const char *ekey,
-								  const char *token, int64 px_ms, char *kind,
-								  char **value, Size *len);
+extern bool StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token,
+								  int64 px_ms, char *kind, char **value, Size *len);
 
 #endif							/* STAMPEDE_VALKEY_H */

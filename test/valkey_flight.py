@@ -88,6 +88,17 @@ def setup_servers():
     a = server("A", 1)
     one(a, "CREATE EXTENSION IF NOT EXISTS stampede")
     one(a, "CREATE SEQUENCE IF NOT EXISTS vf_runs")
+    # Rows each role sees differently: their entries are kept per role.
+    one(a, """DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'vf_reader') THEN
+                    CREATE ROLE vf_reader;
+                END IF;
+              END $$""")
+    one(a, "CREATE TABLE IF NOT EXISTS vf_rls (owner name, v int)")
+    one(a, "ALTER TABLE vf_rls ENABLE ROW LEVEL SECURITY")
+    one(a, "DROP POLICY IF EXISTS own ON vf_rls")
+    one(a, "CREATE POLICY own ON vf_rls USING (owner = current_user)")
+    one(a, "GRANT SELECT ON vf_rls TO vf_reader")
     b = server("B", 1)
     wait_until("the replica replaying the setup",
                lambda: one(b, "SELECT count(*) FROM pg_class WHERE relname = 'vf_runs'")[0] > 0)
@@ -235,6 +246,43 @@ def garbage_in_valkey_is_a_miss(valkey):
         subprocess.run(cli + ["-x", "SET", keys[0]], input=value, capture_output=True, check=True)
         got = one(a, sql)
         expect(got == expected, f"{name}: got {got}, expected {expected}")
+
+
+def valkey_keys(valkey, pattern):
+    out = subprocess.run(["redis-cli", "-p", str(valkey.port), "--scan", "--pattern", pattern],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+@test
+def invalidate_during_a_flight_keeps_its_rows_out_of_valkey(valkey):
+    gate, leader = leader_at_gate(valkey, "vf:inval", 1)
+    b = server("B", valkey.port)
+    one(b, "SELECT stampede_invalidate(%s)", (f"vf:inval-{RUN}",))
+    one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(leader.result().rows == [(1,)], f"the leader got {leader.rows or leader.error}")
+    got = one(b, call_sql("vf:inval", "SELECT 2::bigint AS run"))
+    expect(got == (2,), f"after invalidation B got {got}: the rows computed before it")
+
+
+@test
+def invalidate_removes_every_roles_entry(valkey):
+    a = server("A", valkey.port)
+    reader = server("A", valkey.port)
+    one(reader, "SET ROLE vf_reader")
+    query = "SELECT count(*) AS run FROM vf_rls"
+    one(reader, call_sql("vf:roles", query))
+    entries = valkey_keys(valkey, "stampede:*:v")
+    expect(len(entries) == 2 and any(not k.endswith(":0:v") for k in entries),
+           f"not a stub and a role's entry in Valkey: {entries}")
+    b = server("B", valkey.port)
+    expect(one(b, "SELECT stampede_invalidate(%s)", (f"vf:roles-{RUN}",))[0] is True,
+           "stampede_invalidate removed nothing")
+    left = valkey_keys(valkey, "stampede:*:v")
+    expect(left == [], f"entries left after invalidation: {left}")
+    before = runs(a)
+    one(reader, call_sql("vf:roles", query))
+    expect(runs(a) == before + 1, "the role's call did not run the query again")
 
 
 def command_calls(valkey, command):
