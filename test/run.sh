@@ -15,6 +15,10 @@
 #   valkey flight  test/valkey_flight.py: a primary and its streaming replica
 #                  sharing one Valkey (one execution between them, the
 #                  leader's error, garbage in Valkey, Valkey stopped and back)
+#   TAP            test/t/*.pl (PostgreSQL::Test::Cluster): a primary and its
+#                  replica of their own and a redis-server with a password:
+#                  100 sessions, a terminated leader, a query longer than
+#                  lock_timeout, a cancelled waiter, Valkey stopped and back
 #   not_preloaded  the error and hint without shared_preload_libraries
 #
 # Ends with "N passed, M failed"; exits non-zero unless all passed.
@@ -73,6 +77,15 @@ export STAMPEDE_B_HOST=$PGHOST STAMPEDE_B_PORT=$PGPORT
 export PGHOST=$a_host PGPORT=$a_port
 /usr/bin/python3 test/valkey_flight.py 2>&1 | tee "$W/valkey_flight.log" || true
 tally "$W/valkey_flight.log"
+
+log "TAP: two servers sharing a Valkey with a password (test/t)"
+# PostgreSQL::Test::Cluster makes its own servers, which may not run as root.
+mkdir -p "$W/tap"
+[ "$(id -u)" -eq 0 ] && chown postgres: "$W/tap"
+as_server_user env PATH="$PATH" PERL5LIB="$PGXS_DIR/src/test/perl" TESTDIR="$W/tap" \
+	PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
+	prove -v test/t/*.pl 2>&1 | tee "$W/tap.log" || true
+tally "$W/tap.log"
 
 log "a server without shared_preload_libraries"
 PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \

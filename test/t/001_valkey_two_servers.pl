@@ -1,0 +1,295 @@
+# Single flight across two PostgreSQL servers (a primary and its streaming
+# replica) that share one Valkey (Debian's redis-server, with a password, on
+# 127.0.0.1 at a free port).  What the issue asks of the Valkey mode, with
+# real servers and real sessions:
+#
+#   - 100 sessions spread over both servers on one cold key: 1 execution;
+#   - a leader terminated with pg_terminate_backend: the other server's
+#     waiter takes over well before stampede.lock_timeout;
+#   - a query longer than stampede.lock_timeout: still 1 execution;
+#   - a waiter cancelled during its backoff: 57014 at once, no lock left;
+#   - Valkey stopped: calls keep returning the right rows, fallbacks
+#     counted; started again: Valkey used again;
+#   - AUTH with a password (every call here goes through it); a wrong one
+#     is refused and never shown.
+#
+# Sessions are ordered by a gate (an advisory lock on the primary that the
+# leader's query waits for) and by polling pg_locks and the counters, never
+# by sleeps.
+use strict;
+use warnings;
+
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $GATE = 881;
+my $password = 'tap-s3cret';
+my $valkey_port = PostgreSQL::Test::Cluster::get_free_port();
+my $valkey_dir = PostgreSQL::Test::Utils::tempdir();
+my $valkey;
+
+sub valkey_cli
+{
+	my @cmd = ('redis-cli', '-h', '127.0.0.1', '-p', $valkey_port,
+		'--no-auth-warning', '-a', $password, @_);
+	my ($out, $err) = ('', '');
+	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
+	chomp $out;
+	return $out;
+}
+
+sub valkey_start
+{
+	$valkey = IPC::Run::start(
+		[
+			'redis-server', '--port', $valkey_port, '--bind', '127.0.0.1',
+			'--save', '', '--appendonly', 'no', '--requirepass', $password,
+			'--dir', $valkey_dir
+		],
+		'>', "$valkey_dir/valkey.log", '2>&1');
+	foreach (1 .. 300)
+	{
+		return if valkey_cli('PING') eq 'PONG';
+		select(undef, undef, undef, 0.05);
+	}
+	BAIL_OUT('redis-server did not start');
+}
+
+sub valkey_stop
+{
+	$valkey->signal('TERM');
+	$valkey->finish;
+}
+
+valkey_start();
+
+my $primary = PostgreSQL::Test::Cluster->new('primary');
+$primary->init(allows_streaming => 1);
+$primary->append_conf(
+	'postgresql.conf', qq{
+shared_preload_libraries = 'stampede'
+max_connections = 130
+stampede.valkey_url = 'redis://:$password\@127.0.0.1:$valkey_port'
+stampede.backoff_base = '20ms'
+stampede.backoff_max = '200ms'
+stampede.valkey_retry_interval = '200ms'
+});
+$primary->start;
+$primary->safe_psql('postgres', 'CREATE EXTENSION stampede');
+$primary->backup('base');
+
+my $replica = PostgreSQL::Test::Cluster->new('replica');
+$replica->init_from_backup($primary, 'base', has_streaming => 1);
+$replica->start;
+$primary->wait_for_catchup($replica);
+ok($replica->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 't',
+	'the second server is a streaming replica of the first');
+
+my @servers = ($primary, $replica);
+
+sub stat_of
+{
+	my ($node, $column) = @_;
+	return $node->safe_psql('postgres', "SELECT $column FROM stampede_stats");
+}
+
+sub executions
+{
+	my $sum = 0;
+	$sum += stat_of($_, 'executions') foreach @servers;
+	return $sum;
+}
+
+sub call_sql
+{
+	my ($key, $query) = @_;
+	return "SELECT * FROM stampede_cached('$key', \$q\$$query\$q\$, '5 minutes') "
+	  . "AS t(run bigint)";
+}
+
+# A session that runs a call in the background: returns the session and its pid.
+sub start_call
+{
+	my ($node, $sql, @settings) = @_;
+	my $session = $node->background_psql('postgres', on_error_stop => 0);
+	$session->query_safe('\set VERBOSITY verbose');
+	$session->query_safe("SET $_") foreach @settings;
+	my $pid = $session->query_safe('SELECT pg_backend_pid()');
+	$session->query_until(qr/started/, "\\echo started\n$sql;\n");
+	return ($session, $pid);
+}
+
+# Wait for a background call's output (or error) to match $re; the time it came.
+sub wait_output
+{
+	my ($session, $re, $stream) = @_;
+	pump_until($session->{run}, $session->{timeout}, \$session->{$stream}, $re);
+	return time;
+}
+
+# Close the gate (the primary's advisory lock that the leader's query waits for).
+sub close_gate
+{
+	my $gate = $primary->background_psql('postgres');
+	$gate->query_safe("SELECT pg_advisory_lock($GATE)");
+	return $gate;
+}
+
+sub leader_at_gate
+{
+	my ($key, $result) = @_;
+	my ($leader, $pid) = start_call($primary,
+		call_sql($key, "SELECT ${result}::bigint AS run FROM pg_advisory_xact_lock_shared($GATE)"));
+	$primary->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objid = $GATE AND NOT granted"
+	) or die 'the leader did not reach the gate';
+	return ($leader, $pid);
+}
+
+sub waiter_on_replica
+{
+	my ($key, $query) = @_;
+	my $waits = stat_of($replica, 'lock_waits');
+	my ($waiter, $pid) = start_call($replica, call_sql($key, $query));
+	$replica->poll_query_until('postgres',
+		"SELECT lock_waits > $waits FROM stampede_stats")
+	  or die "the replica's call did not wait";
+	return ($waiter, $pid);
+}
+
+sub stampede_locks
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 21332");
+}
+
+# ---- 100 sessions over both servers, one cold key: one execution ----
+{
+	my $script = "$valkey_dir/herd.sql";
+	PostgreSQL::Test::Utils::append_to_file($script, call_sql('tap:herd',
+		'SELECT 42::bigint AS run FROM pg_sleep(0.3)') . " \\gset\n"
+		  . "\\if :run != 42\nSELECT 1 / 0;\n\\endif\n");
+	my $before = executions();
+	my @runs;
+	foreach my $node (@servers)
+	{
+		my ($out, $err) = ('', '');
+		push @runs,
+		  [
+			IPC::Run::start(
+				[
+					'pgbench', '-n', '-c', '50', '-j', '2', '-t', '1', '-f',
+					$script, '-h', $node->host, '-p', $node->port, 'postgres'
+				],
+				'>', \$out, '2>', \$err),
+			\$out, \$err
+		  ];
+	}
+	foreach my $run (@runs)
+	{
+		$run->[0]->finish;
+		is(($run->[0]->results)[0], 0, 'pgbench: 50 sessions got the right rows')
+		  or diag(${ $run->[1] } . ${ $run->[2] });
+		like(${ $run->[1] }, qr{number of transactions actually processed: 50/50},
+			'pgbench: every session answered');
+	}
+	is(executions() - $before, 1, '100 sessions over two servers ran the cold key once');
+}
+
+# ---- a terminated leader: the other server's waiter takes over at once ----
+{
+	my $gate = close_gate();
+	my ($leader, $leader_pid) = leader_at_gate('tap:terminated', 5);
+	my ($waiter) = waiter_on_replica('tap:terminated', 'SELECT 6::bigint AS run');
+	my $terminated = time;
+	$primary->safe_psql('postgres', "SELECT pg_terminate_backend($leader_pid)");
+	my $took = wait_output($waiter, qr/^6$/m, 'stdout') - $terminated;
+	ok($took < 3, sprintf('the waiter took over %.2f s after the leader was terminated '
+		  . '(stampede.lock_timeout is 10 s)', $took));
+	$gate->query_safe("SELECT pg_advisory_unlock($GATE)");
+	$gate->quit;
+	$waiter->quit;
+	eval { $leader->quit };
+}
+
+# ---- a query longer than lock_timeout: its lock is renewed, one execution ----
+{
+	my $before = executions();
+	my $slow = 'SELECT 9::bigint AS run FROM pg_sleep(2)';
+	my ($leader) = start_call($primary, call_sql('tap:slow', $slow),
+		"stampede.lock_timeout = '600ms'");
+	$primary->poll_query_until('postgres',
+		"SELECT count(*) > 0 FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+	  or die 'the slow leader did not start';
+	my ($waiter) = waiter_on_replica('tap:slow', $slow);
+	wait_output($leader, qr/^9$/m, 'stdout');
+	wait_output($waiter, qr/^9$/m, 'stdout');
+	is(executions() - $before, 1,
+		'a 2 s query with a 600 ms lock_timeout ran once over two servers');
+	$leader->quit;
+	$waiter->quit;
+}
+
+# ---- a waiter cancelled in its backoff: 57014 at once, no lock left ----
+{
+	my $gate = close_gate();
+	my ($leader) = leader_at_gate('tap:cancel', 4);
+	my ($waiter, $waiter_pid) = waiter_on_replica('tap:cancel', 'SELECT 0::bigint AS run');
+	my $cancelled = time;
+	$replica->safe_psql('postgres', "SELECT pg_cancel_backend($waiter_pid)");
+	my $took = wait_output($waiter, qr/57014/, 'stderr') - $cancelled;
+	ok($took < 0.5, sprintf('the cancelled waiter raised 57014 after %.3f s', $took));
+	is(stampede_locks($replica), 0, 'the cancelled waiter left no lock on its server');
+	$gate->query_safe("SELECT pg_advisory_unlock($GATE)");
+	wait_output($leader, qr/^4$/m, 'stdout');
+	is($replica->safe_psql('postgres', call_sql('tap:cancel', 'SELECT 0::bigint AS run')),
+		'4', "the replica then reads the leader's rows");
+	is(valkey_cli('--scan', '--pattern', 'stampede:*:l'), '', 'no Valkey lock is left');
+	$gate->quit;
+	$leader->quit;
+	$waiter->quit;
+}
+
+# ---- Valkey stopped mid-test, then started again ----
+{
+	valkey_stop();
+	my $fallbacks = stat_of($primary, 'fallbacks');
+	my $errors = stat_of($primary, 'valkey_errors');
+	is($primary->safe_psql('postgres', call_sql('tap:down', 'SELECT 42::bigint AS run')),
+		'42', 'Valkey stopped: the call returns the right rows');
+	ok(stat_of($primary, 'valkey_errors') > $errors, 'Valkey stopped: the failure is counted');
+	is($primary->safe_psql('postgres', call_sql('tap:down', 'SELECT 43::bigint AS run')),
+		'42', 'Valkey stopped: the next call is a hit in the local store');
+	ok(stat_of($primary, 'fallbacks') > $fallbacks, 'Valkey stopped: fallbacks counted');
+	is($primary->safe_psql('postgres', 'SELECT mode FROM stampede_status()'),
+		'fallback', 'Valkey stopped: stampede_status says fallback');
+
+	valkey_start();
+	$primary->poll_query_until('postgres', 'SELECT mode = $$valkey$$ FROM stampede_status()')
+	  or die 'Valkey was not used again';
+	$primary->safe_psql('postgres', call_sql('tap:back', 'SELECT 7::bigint AS run'));
+	my $before = stat_of($replica, 'executions');
+	$replica->poll_query_until('postgres', 'SELECT mode = $$valkey$$ FROM stampede_status()')
+	  or die 'the replica did not use Valkey again';
+	is($replica->safe_psql('postgres', call_sql('tap:back', 'SELECT 8::bigint AS run')),
+		'7', "Valkey back: the replica reads the primary's rows from it");
+	is(stat_of($replica, 'executions'), $before, 'Valkey back: the replica ran nothing');
+}
+
+# ---- AUTH: a wrong password is refused and never shown ----
+{
+	my $status = $primary->safe_psql(
+		'postgres', qq{
+SET stampede.valkey_url = 'redis://:not-it\@127.0.0.1:$valkey_port';
+SELECT valkey_reachable::text || ' ' || coalesce(valkey_error, '') FROM stampede_status();
+});
+	like($status, qr/^false .*(AUTH|WRONGPASS|invalid)/i, 'a wrong password is refused');
+	unlike($status, qr/not-it|\Q$password\E/, 'the error shows no password');
+}
+
+valkey_stop();
+done_testing();
