@@ -33,19 +33,21 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/transam.h"
 #include "access/tupdesc.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
-#include "access/xlog.h"
 #include "port/pg_crc32c.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
 
 #include "codec.h"
 
 #define STAMPEDE_MAGIC			0x504D5453	/* "STMP" read little-endian */
-#define STAMPEDE_FORMAT_VERSION	1
+#define STAMPEDE_FORMAT_VERSION	2
 
 #define ROW_HASNULL				0x01
 #define ROW_HASVARWIDTH			0x02
@@ -80,6 +82,7 @@ typedef struct EntryHeader
 	uint32		checksum;		/* CRC-32C of the entry, this field as 0 */
 	uint64		nrows;
 	uint64		system_id;		/* the writing cluster's: OIDs are its */
+	uint64		query_hash;		/* of the query text, for other clusters */
 } EntryHeader;
 
 static inline void
@@ -139,7 +142,7 @@ entry_checksum(const char *data, Size len)
  */
 void
 StampedeEncoderInit(StampedeEncoder *enc, Size limit,
-					const char *key, int keylen, uint16 flags,
+					const char *key, int keylen, uint16 flags, uint64 query_hash,
 					TupleDesc desc, const StampedeReadSet *reads)
 {
 	EntryHeader header = {0};
@@ -198,6 +201,7 @@ StampedeEncoderInit(StampedeEncoder *enc, Size limit,
 	header.keylen = keylen;
 	header.nrels = reads ? list_length(reads->rels) : 0;
 	header.nfuncs = reads ? list_length(reads->funcs) : 0;
+	header.query_hash = query_hash;
 	memcpy(enc->buf.data, &header, sizeof(header));
 
 	if ((Size) enc->buf.len > enc->limit)
@@ -270,8 +274,9 @@ StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len)
 
 /*
  * Check an entry's header and sections and point into them.  False means
- * the bytes are not an entry this server can read: another format or
- * server, or damaged.
+ * the bytes are not an entry this server can read: another format, major
+ * version or architecture, or damaged.  An entry another cluster wrote is
+ * parsed, and marked foreign: its OIDs are that cluster's.
  */
 bool
 StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
@@ -287,7 +292,6 @@ StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
 		header.format_version != STAMPEDE_FORMAT_VERSION ||
 		header.server_major != PG_VERSION_NUM / 10000 ||
 		header.arch != STAMPEDE_ARCH_TAG ||
-		header.system_id != GetSystemIdentifier() ||
 		header.total_len != len ||
 		header.natts == 0 || header.natts > MaxTupleAttributeNumber)
 		return false;
@@ -325,6 +329,8 @@ StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
 	entry->data = data;
 	entry->len = len;
 	entry->flags = header.flags;
+	entry->foreign = header.system_id != GetSystemIdentifier();
+	entry->query_hash = header.query_hash;
 	entry->natts = header.natts;
 	entry->nrows = header.nrows;
 	entry->key = data + sizeof(EntryHeader);
@@ -382,6 +388,56 @@ StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads)
 	}
 	for (uint32 i = 0; i < entry->nfuncs; i++)
 		reads->funcs = lappend_oid(reads->funcs, get_u32(entry->funcs + i * sizeof(Oid)));
+}
+
+/*
+ * Is a type's binary value the same on every cluster of this major version
+ * and architecture?  Built-in base types and their arrays are, but not
+ * reg* types (their OID values name another cluster's objects) nor record
+ * and composites (their values carry type OIDs).
+ */
+static bool
+type_is_portable(Oid typid)
+{
+	Oid			elem = get_element_type(typid);
+
+	if (OidIsValid(elem))
+		typid = elem;
+	if (typid >= FirstGenbkiObjectId || get_typtype(typid) != TYPTYPE_BASE)
+		return false;
+	switch (typid)
+	{
+		case REGPROCOID:
+		case REGPROCEDUREOID:
+		case REGOPEROID:
+		case REGOPERATOROID:
+		case REGCLASSOID:
+		case REGTYPEOID:
+		case REGROLEOID:
+		case REGNAMESPACEOID:
+		case REGCONFIGOID:
+		case REGDICTIONARYOID:
+#ifdef REGCOLLATIONOID
+		case REGCOLLATIONOID:
+#endif
+			return false;
+	}
+	return true;
+}
+
+/* Can another cluster read the entry's rows as this one would? */
+bool
+StampedeEntryTypesPortable(const StampedeEntry *entry)
+{
+	const char *p = entry->attrs;
+
+	for (int i = 0; i < entry->natts; i++)
+	{
+		if (!type_is_portable(get_u32(p)))
+			return false;
+		p += 10 + get_u16(p + 8);
+	}
+	return true;
 }
 
 /*

@@ -54,6 +54,8 @@ typedef struct StampedeEntry
 	const char *data;
 	Size		len;
 	uint16		flags;
+	bool		foreign;		/* written by another cluster */
+	uint64		query_hash;
 	int			natts;
 	uint64		nrows;
 	const char *key;
@@ -67,7 +69,7 @@ typedef struct StampedeEntry
 } StampedeEntry;
 
 extern void StampedeEncoderInit(StampedeEncoder *enc, Size limit,
-								const char *key, int keylen, uint16 flags,
+								const char *key, int keylen, uint16 flags, uint64 query_hash,
 								TupleDesc desc, const StampedeReadSet *reads);
 extern void StampedeEncoderAddRow(StampedeEncoder *enc, TupleDesc desc, HeapTuple tuple);
 extern bool StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len);
@@ -78,6 +80,7 @@ extern bool StampedeEntryKeyEquals(const StampedeEntry *entry, const char *key, 
 extern void StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads);
 extern TupleDesc StampedeEntryTupleDesc(const StampedeEntry *entry);
 extern bool StampedeEntryMatchesDesc(const StampedeEntry *entry, TupleDesc desc);
+extern bool StampedeEntryTypesPortable(const StampedeEntry *entry);
 extern char *StampedeEntryMinimalTuples(const StampedeEntry *entry);
 extern bool StampedeEntryToTuplestore(const StampedeEntry *entry, TupleDesc outdesc,
 									  TupleConversionMap *map, Tuplestorestate *tupstore);

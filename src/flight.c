@@ -507,7 +507,15 @@ serve_entry(StampedeRequest *req, const StampedeEntry *entry)
 	StampedeReadSet reads;
 	TupleConversionMap *map = NULL;
 
-	StampedeEntryReadSet(entry, &reads);
+	/* Another cluster's OIDs mean nothing here: what would the query read here? */
+	if (entry->foreign)
+	{
+		StampedeQueryReads(req->query, &reads);
+		if (reads.per_role)
+			return false;
+	}
+	else
+		StampedeEntryReadSet(entry, &reads);
 	if (!StampedeCheckReadRights(&reads))
 		return false;
 	if (!StampedeEntryMatchesDesc(entry, req->outdesc))
@@ -596,7 +604,7 @@ fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 
 		if (StampedeValkeyGet(1, &vkey, &value, len))
 		{
-			/* What Valkey holds is anyone's: damaged or foreign is a miss. */
+			/* What Valkey holds is anyone's: a damaged entry is a miss. */
 			if (value != NULL && !StampedeEntryChecksumOk(value, *len))
 			{
 				pfree(value);
@@ -612,6 +620,22 @@ fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 
 static ServeResult serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey);
 
+/*
+ * May an entry another cluster wrote answer req?  Only where the namespace
+ * was set on purpose (the default one names the cluster), for the same
+ * query text, with types whose values mean the same here, and not an entry
+ * kept per role (role OIDs are that cluster's).  Rights are then checked
+ * on what the query would read here (serve_entry).
+ */
+static bool
+foreign_entry_usable(const StampedeRequest *req, const StampedeEntry *entry)
+{
+	return stampede_namespace != NULL && stampede_namespace[0] != '\0' &&
+		!(entry->flags & STAMPEDE_ENTRY_PER_ROLE) &&
+		entry->query_hash == StampedeQueryHash(req->query) &&
+		StampedeEntryTypesPortable(entry);
+}
+
 /* Answer req from an entry's bytes, if they hold rows for it. */
 static ServeResult
 serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size len,
@@ -621,7 +645,8 @@ serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size
 	ServeResult result = SERVE_MISS;
 
 	if (StampedeEntryParse(data, len, &entry) &&
-		StampedeEntryKeyEquals(&entry, req->key, req->keylen))
+		StampedeEntryKeyEquals(&entry, req->key, req->keylen) &&
+		(!entry.foreign || foreign_entry_usable(req, &entry)))
 	{
 		if ((entry.flags & STAMPEDE_ENTRY_PER_ROLE) && !OidIsValid(skey->roleid))
 		{
@@ -1012,7 +1037,8 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 
 			/* Rows under the role; a stub under the key says so. */
 			StampedeEncoderInit(&encoder, MaxAllocSize, req->key, req->keylen,
-								STAMPEDE_ENTRY_PER_ROLE, result.resultdesc, NULL);
+								STAMPEDE_ENTRY_PER_ROLE, StampedeQueryHash(req->query),
+								result.resultdesc, NULL);
 			StampedeEncoderFinish(&encoder, &stub, &stub_len);
 			puts[nputs++] = (FlightPut) {*skey, stub, stub_len};
 			puts[nputs] = (FlightPut) {*skey, result.entry, result.entry_len};

@@ -27,6 +27,7 @@
 #include "catalog/catalog.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
@@ -244,6 +245,57 @@ collect_walker(Node *node, void *context)
 #endif
 	check_functions_in_node(node, collect_function, context);
 	return expression_tree_walker(node, collect_walker, context);
+}
+
+/* What the prepared query reads; rejects one that locks or modifies rows. */
+static void
+collect_reads(CachedPlanSource *plansource, StampedeReadSet *reads, ReadCollector *collector)
+{
+	collector->reads = reads;
+	collector->relids = NIL;
+	collector->locks_rows = false;
+	collect_walker((Node *) linitial(plansource->query_list), collector);
+	if (collector->locks_rows)
+		reject_query(_("The query locks or modifies rows."));
+}
+
+/*
+ * What the query would read if this backend ran it, found by parse
+ * analysis alone (nothing is planned or run).  For entries another cluster
+ * wrote, whose recorded OIDs mean nothing here.  A query that does not
+ * prepare here raises the error running it would.
+ */
+void
+StampedeQueryReads(const char *query, StampedeReadSet *reads)
+{
+	MemoryContext callercxt = CurrentMemoryContext;
+	SPIPlanPtr	plan;
+	CachedPlanSource *plansource;
+	ReadCollector collector;
+	int			rc;
+
+	memset(reads, 0, sizeof(*reads));
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	plan = SPI_prepare(query, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (list_length(SPI_plan_get_plan_sources(plan)) != 1)
+		reject_query(_("The query is not a single statement."));
+	plansource = linitial(SPI_plan_get_plan_sources(plan));
+	if (list_length(plansource->query_list) != 1)
+		reject_query(_("The query returns no rows."));
+	MemoryContextSwitchTo(callercxt);
+	collect_reads(plansource, reads, &collector);
+	SPI_finish();
+	MemoryContextSwitchTo(callercxt);
+}
+
+/* The hash an entry records of its query's text, the same on every cluster. */
+uint64
+StampedeQueryHash(const char *query)
+{
+	return hash_bytes_extended((const unsigned char *) query, strlen(query), 0);
 }
 
 /*
@@ -468,14 +520,9 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	check_result_types(result->resultdesc);
 	receiver.map = StampedeRowTypeMap(result->resultdesc, outdesc);
 
-	collector.reads = &result->reads;
-	collector.relids = NIL;
-	collector.locks_rows = false;
-	collect_walker((Node *) linitial(plansource->query_list), &collector);
-	if (collector.locks_rows)
-		reject_query(_("The query locks or modifies rows."));
+	collect_reads(plansource, &result->reads, &collector);
 
-	StampedeEncoderInit(&encoder, entry_limit, key, keylen, 0,
+	StampedeEncoderInit(&encoder, entry_limit, key, keylen, 0, StampedeQueryHash(query),
 						result->resultdesc, &result->reads);
 	receiver.pub.receiveSlot = receiver_receive_slot;
 	receiver.pub.rStartup = receiver_startup;

@@ -32,6 +32,8 @@ extern void StampedeRunQuery(const char *query, const char *key, int keylen,
 							 TupleDesc outdesc, Tuplestorestate *tupstore,
 							 Size entry_limit, StampedeRunResult *result);
 extern bool StampedeCheckReadRights(const StampedeReadSet *reads);
+extern void StampedeQueryReads(const char *query, StampedeReadSet *reads);
+extern uint64 StampedeQueryHash(const char *query);
 extern TupleConversionMap *StampedeRowTypeMap(TupleDesc indesc, TupleDesc outdesc);
 
 #endif							/* STAMPEDE_QUERY_H */

@@ -9,9 +9,10 @@ What is checked: reachable, AUTH (right and wrong password, which never
 shows), unix sockets, the circuit breaker (a dead Valkey costs calls nothing
 until stampede.valkey_retry_interval passes) and recovery without a
 restart, a cancel or statement_timeout during a hung command, that only
-superusers see or set stampede.valkey_url, and that without
+superusers see or set stampede.valkey_url, that without
 shared_preload_libraries Valkey alone runs a cold key once (and calls run
-uncached while it is down).  Prints 'ok'/'not ok' lines and 'N passed, M
+uncached while it is down), and that independent clusters given one
+stampede.namespace share entries, rights checked where they are read.  Prints 'ok'/'not ok' lines and 'N passed, M
 failed'."""
 
 import os
@@ -322,6 +323,72 @@ def not_preloaded_without_valkey_runs_the_query_uncached(admin):
             expect(got == before + n, f"call {n} got run {got}, not a fresh run {before + n}")
         cur.execute("SELECT mode, preloaded FROM stampede_status()")
         expect(cur.fetchone() == ("uncached", False), "status does not say uncached")
+
+
+@test
+def independent_clusters_share_on_purpose_with_one_namespace(admin):
+    """The preloaded server and the plain one are independent clusters.  With
+    the same stampede.namespace, one's rows answer the other's call for the
+    same key and query, with rights checked on the reading cluster; types
+    whose values differ between clusters (an enum) are not shared."""
+    valkey = Valkey()
+    ns = f"shared-on-purpose-{os.getpid()}"
+    setup_sql = [
+        "SET client_min_messages = warning",
+        "CREATE EXTENSION IF NOT EXISTS stampede",
+        "DROP TABLE IF EXISTS xc_items",
+        "DROP TYPE IF EXISTS xc_mood",
+        "CREATE TYPE xc_mood AS ENUM ('sad', 'glad')",
+        "CREATE TABLE xc_items (id int, name text, mood xc_mood)",
+        "DROP ROLE IF EXISTS xc_nobody",
+        "CREATE ROLE xc_nobody",
+    ]
+    try:
+        one_ = admin
+        set_url(one_, f"redis://127.0.0.1:{valkey.port}", namespace=ns)
+        other = plain(valkey.port, namespace=ns)
+        for conn, cluster in ((one_, "one"), (other, "other")):
+            with conn.cursor() as cur:
+                for sql in setup_sql:
+                    cur.execute(sql)
+                cur.execute("INSERT INTO xc_items VALUES (1, %s, 'glad')", (cluster,))
+                cur.execute("GRANT USAGE ON SCHEMA public TO xc_nobody")
+        key = f"xc-{os.getpid()}"
+
+        def call(conn, query, columns="t(id int, name text)"):
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT * FROM stampede_cached('{key}', $q${query}$q$, '5 minutes') "
+                            f"AS {columns}")
+                return cur.fetchall()
+
+        names = "SELECT id, name FROM xc_items"
+        expect(call(one_, names) == [(1, "one")], "the first cluster's own rows")
+        expect(call(other, names) == [(1, "one")],
+               "the other cluster did not get the first cluster's rows")
+        # The reading cluster's rights decide: xc_nobody may not read xc_items there.
+        with other.cursor() as cur:
+            cur.execute("SET ROLE xc_nobody")
+            try:
+                cur.execute(f"SELECT * FROM stampede_cached('{key}', $q${names}$q$, '5 minutes') "
+                            "AS t(id int, name text)")
+                raise AssertionError("a role without rights on the reading cluster got the rows")
+            except psycopg2.errors.InsufficientPrivilege:
+                pass
+            finally:
+                cur.execute("RESET ROLE")
+        # Another query text under the same key is not the entry's.
+        expect(call(other, "SELECT id, name || '!' FROM xc_items") == [(1, "other!")],
+               "an entry for another query text was used")
+        # An enum's values are OIDs of the cluster that wrote them.
+        key = f"xc-mood-{os.getpid()}"
+        moods = "SELECT id, mood FROM xc_items"
+        call(one_, moods, "t(id int, mood xc_mood)")
+        with other.cursor() as cur:
+            cur.execute("UPDATE xc_items SET mood = 'sad'")
+        expect(call(other, moods, "t(id int, mood xc_mood)") == [(1, "sad")],
+               "an enum value written by another cluster was served")
+    finally:
+        valkey.stop()
 
 
 def main():
