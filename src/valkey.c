@@ -384,7 +384,9 @@ valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
 		return valkey_failed(vc, t, "too many open files", error);
 	vc->waits = StampedeCreateWaitEventSet(3);
 	AddWaitEventToSet(vc->waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
-	AddWaitEventToSet(vc->waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	/* As WaitLatchOrSocket does: there is no postmaster in single-user mode. */
+	if (IsUnderPostmaster)
+		AddWaitEventToSet(vc->waits, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	vc->socket_events = WL_SOCKET_WRITEABLE;
 	vc->socket_pos = AddWaitEventToSet(vc->waits, vc->socket_events, vc->ctx->fd, NULL, NULL);
 
