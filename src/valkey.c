@@ -532,6 +532,18 @@ valkey_run(int argc, const char **argv, const size_t *argvlen)
 
 #define VALKEY_MAX_SCRIPT_ARGS 12
 
+/*
+ * What the scripts begin with: get(k) reads a string key, and treats a key
+ * of another type as absent, deleting it (it is garbage under our names);
+ * a plain GET would fail the whole script with WRONGTYPE.
+ */
+#define LUA_GET \
+	"local function get(k) " \
+	"  local v = redis.pcall('GET', k) " \
+	"  if type(v) == 'table' and v.err then redis.call('DEL', k) return false end " \
+	"  return v " \
+	"end "
+
 /* A Lua script, and its SHA1 in hex once known (for EVALSHA). */
 typedef struct ValkeyScript
 {
@@ -705,15 +717,18 @@ StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey, O
 							 const char *token, const char *generation)
 {
 	static ValkeyScript script = {
-		"if ARGV[1] ~= '' and (redis.call('GET', KEYS[4]) or '0') == ARGV[4] then "
+		LUA_GET
+		"if ARGV[1] ~= '' and (get(KEYS[4]) or '0') == ARGV[4] then "
 		"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
 		"  if ARGV[5] ~= '0' then "
-		"    redis.call('SADD', KEYS[5], ARGV[5]) "
+		"    local r = redis.pcall('SADD', KEYS[5], ARGV[5]) "
+		"    if type(r) == 'table' and r.err then "
+		"      redis.call('DEL', KEYS[5]) redis.call('SADD', KEYS[5], ARGV[5]) end "
 		"    if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[2]) then "
 		"      redis.call('PEXPIRE', KEYS[5], ARGV[2]) end "
 		"  end "
 		"end "
-		"if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
+		"if get(KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end "
 		"redis.call('PUBLISH', KEYS[3], '1') "
 		"return 1"
 	};
@@ -744,11 +759,13 @@ bool
 StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted)
 {
 	static ValkeyScript script = {
-		"redis.call('INCR', KEYS[3]) "
-		"redis.call('PEXPIRE', KEYS[3], 86400000) "
+		LUA_GET
+		"redis.call('SET', KEYS[3], (tonumber(get(KEYS[3])) or 0) + 1, 'PX', 86400000) "
 		"local n = redis.call('DEL', KEYS[1]) "
 		"redis.call('DEL', KEYS[2]) "
-		"for _, role in ipairs(redis.call('SMEMBERS', KEYS[4])) do "
+		"local roles = redis.pcall('SMEMBERS', KEYS[4]) "
+		"if roles.err then roles = {} end "
+		"for _, role in ipairs(roles) do "
 		"  n = n + redis.call('DEL', ARGV[1] .. role .. ':v') "
 		"end "
 		"redis.call('DEL', KEYS[4]) "
@@ -777,12 +794,16 @@ StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token, int64 p
 					  char *kind, char **value, Size *len)
 {
 	static ValkeyScript script = {
-		"local e = redis.call('GET', KEYS[3]) "
+		LUA_GET
+		"local e = get(KEYS[3]) "
 		"if e then return {'e', e} end "
-		"local v = redis.call('GET', KEYS[1]) "
+		"local v = get(KEYS[1]) "
 		"if v then return {'v', v} end "
+		/* A lock of another type, or without expiry, is not one of ours: garbage. */
+		"get(KEYS[2]) "
+		"if redis.call('PTTL', KEYS[2]) == -1 then redis.call('DEL', KEYS[2]) end "
 		"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then "
-		"  return {'l', redis.call('GET', KEYS[4]) or '0'} end "
+		"  return {'l', get(KEYS[4]) or '0'} end "
 		"return {'w', ''}"
 	};
 	char		px[32];
@@ -819,7 +840,8 @@ bool
 StampedeValkeyRenew(const char *key, const char *token, int64 px_ms)
 {
 	static ValkeyScript script = {
-		"if redis.call('GET', KEYS[1]) == ARGV[1] then "
+		LUA_GET
+		"if get(KEYS[1]) == ARGV[1] then "
 		"return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 	};
 	char		px[32];

@@ -209,6 +209,25 @@ def garbage_in_valkey_is_a_miss(valkey):
         got = one(a, sql)
         expect(got == expected, f"{name}: got {got}, expected {expected}")
 
+    # Keys of the wrong Valkey type where the entry, its lock and its error
+    # marker go, and a lock that never expires: a miss that Valkey answers
+    # (no fallback, no Valkey error), and the garbage is replaced.
+    counters = "SELECT fallbacks, valkey_errors FROM stampede_stats"
+    before = one(a, counters)
+    lock, error = keys[0][:-1] + "l", keys[0][:-1] + "e"
+    for setup in (["DEL", keys[0]], ["RPUSH", keys[0], "x"], ["DEL", lock], ["HSET", lock, "f", "v"],
+                  ["RPUSH", error, "x"]):
+        subprocess.run(cli + setup, capture_output=True, check=True)
+    got = one(a, sql)
+    expect(got == expected, f"wrong types: got {got}, expected {expected}")
+    subprocess.run(cli + ["DEL", keys[0]], capture_output=True, check=True)
+    subprocess.run(cli + ["SET", lock, "forever"], capture_output=True, check=True)
+    got = one(a, sql)
+    expect(got == expected, f"a lock without expiry: got {got}, expected {expected}")
+    expect(one(a, counters) == before, f"garbage made calls fall back: {before} -> {one(a, counters)}")
+    kind = subprocess.run(cli + ["TYPE", keys[0]], capture_output=True, text=True, check=True)
+    expect(kind.stdout.strip() == "string", f"the entry was not replaced: its type is {kind.stdout}")
+
 
 def valkey_keys(valkey, pattern):
     out = subprocess.run(["redis-cli", "-p", str(valkey.port), "--scan", "--pattern", pattern],
