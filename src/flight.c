@@ -743,8 +743,9 @@ typedef struct RemoteKeys
 } RemoteKeys;
 
 /*
- * The leader's error, for waiters on other servers: SQLSTATE, pid, message,
- * detail, hint, separated by NULs.
+ * The leader's error, for waiters on other servers: the leader's lock token
+ * (only those that waited for that lock take the error: later callers run
+ * the query again), SQLSTATE, pid, message, detail, hint, separated by NULs.
  */
 static void
 remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
@@ -752,6 +753,8 @@ remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
+	appendStringInfoString(&buf, rk->token);
+	appendStringInfoChar(&buf, '\0');
 	appendStringInfo(&buf, "%s", unpack_sql_state(edata->sqlerrcode));
 	appendStringInfoChar(&buf, '\0');
 	appendStringInfo(&buf, "%d", MyProcPid);
@@ -769,27 +772,28 @@ remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
 static bool
 remote_parse_error(char *data, Size len, FlightError *error)
 {
-	char	   *parts[5];
+	char	   *parts[6];
 	char	   *p = data;
 	char	   *end = data + len;
 
-	for (int i = 0; i < 5; i++)
+	/* parts[0], the leader's token, was matched by the script. */
+	for (int i = 0; i < 6; i++)
 	{
-		char	   *nul = i < 4 ? memchr(p, '\0', end - p) : end;
+		char	   *nul = i < 5 ? memchr(p, '\0', end - p) : end;
 
 		if (nul == NULL)
 			return false;
 		parts[i] = pnstrdup(p, nul - p);
 		p = nul + 1;
 	}
-	if (strlen(parts[0]) != 5)
+	if (strlen(parts[1]) != 5)
 		return false;
-	error->sqlerrcode = MAKE_SQLSTATE(parts[0][0], parts[0][1], parts[0][2],
-									  parts[0][3], parts[0][4]);
-	error->leader_pid = atoi(parts[1]);
-	error->message = parts[2];
-	error->detail = parts[3][0] ? parts[3] : NULL;
-	error->hint = parts[4][0] ? parts[4] : NULL;
+	error->sqlerrcode = MAKE_SQLSTATE(parts[1][0], parts[1][1], parts[1][2],
+									  parts[1][3], parts[1][4]);
+	error->leader_pid = atoi(parts[2]);
+	error->message = parts[3];
+	error->detail = parts[4][0] ? parts[4] : NULL;
+	error->hint = parts[5][0] ? parts[5] : NULL;
 	return true;
 }
 
@@ -817,6 +821,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 	TimestampTz deadline = 0;
 	int			delay = stampede_backoff_base_ms;
 	bool		waited = false;
+	char	   *holder = "";	/* the token of the lock we last saw held */
 
 	if (!pg_strong_random(random_bytes, sizeof(random_bytes)))
 		elog(ERROR, "could not generate a random lock token");
@@ -834,14 +839,16 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		TimestampTz wait_start;
 		FlightError error;
 
-		/* The error, the rows, or the lock: looked at and taken atomically. */
-		if (!StampedeValkeyTryLead(&rk->keys, token, stampede_lock_timeout_ms,
+		/* The rows, the error, or the lock: looked at and taken atomically. */
+		if (!StampedeValkeyTryLead(&rk->keys, token, stampede_lock_timeout_ms, holder,
 								   &kind, &value, &len))
 			return REMOTE_FALLBACK;
 		if (kind == 'l')
 			return remote_took_lock(rk, token, value);
 		if (kind == 'e' && remote_parse_error(value, len, &error))
 			raise_leaders_error(req, &error);
+		if (kind == 'w')
+			holder = value;
 		if (kind == 'v')
 		{
 			bool		acquired = false;
@@ -968,6 +975,28 @@ remote_release(struct RemoteKeys *rk)
 	remote_abandon(rk, NULL, true);
 }
 
+/* Why the leader's rows were returned but not stored. */
+static void
+notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result)
+{
+	if (result->saw_own_writes)
+		ereport(NOTICE,
+				(errmsg("result of stampede key \"%s\" is not cached: this transaction has written to what it reads",
+						key_for_message(req)),
+				 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see."),
+				 errhint("Read through stampede before writing, or in another transaction.")));
+	else
+		ereport(NOTICE,
+				(errmsg("result of stampede key \"%s\" is too large to cache",
+						key_for_message(req)),
+				 result->entry == NULL ?
+				 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
+						   stampede_max_entry_size_kb) :
+				 errdetail("Its %zu bytes do not fit in stampede.local_cache_size (%d kB); it was returned but not stored.",
+						   result->entry_len, stampede_local_cache_size_kb),
+				 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
+}
+
 /* The leader's part: double-check, run, store, end the flight. */
 static void
 lead(StampedeRequest *req, const StampedeStoreKey *skey)
@@ -987,6 +1016,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 		char	   *stub;
 		Size		stub_len;
 		RemoteResult remote = REMOTE_FALLBACK;
+		bool		stored;
 
 		if (serve_from_store(req, skey) == SERVE_SERVED)
 		{
@@ -1050,36 +1080,23 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 		/* In Valkey if it can take them; else, or when it fails, locally. */
 		if (rk->token != NULL && remote_store(req, rk, puts, nputs))
 		{
-			flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
-			if (nputs == 0)
-				StampedeStatsCount(STAT_NOT_STORED);
+			stored = nputs > 0;
+			flight_end(stored ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
 		}
 		else if (nputs > 0 && !StampedeStoreAvailable())
 		{
 			/* Valkey failed while storing, and there is no local store. */
+			stored = false;
 			flight_end(FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
-			StampedeStatsCount(STAT_NOT_STORED);
 		}
-		else if (flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
-							puts, nputs, expiry_time(req->ttl_ms)) == FLIGHT_UNCACHEABLE)
+		else
+			stored = flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
+								puts, nputs, expiry_time(req->ttl_ms)) != FLIGHT_UNCACHEABLE;
+		if (!stored)
 		{
 			StampedeStatsCount(STAT_NOT_STORED);
-			if (result.saw_own_writes)
-				ereport(NOTICE,
-						(errmsg("result of stampede key \"%s\" is not cached: this transaction has written to what it reads",
-								key_for_message(req)),
-						 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see."),
-						 errhint("Read through stampede before writing, or in another transaction.")));
-			else
-				ereport(NOTICE,
-						(errmsg("result of stampede key \"%s\" is too large to cache",
-								key_for_message(req)),
-						 result.entry == NULL ?
-						 errdetail("It exceeds stampede.max_entry_size (%d kB); it was returned but not stored.",
-								   stampede_max_entry_size_kb) :
-						 errdetail("Its %zu bytes do not fit in stampede.local_cache_size (%d kB); it was returned but not stored.",
-								   result.entry_len, stampede_local_cache_size_kb),
-						 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
+			if (nputs == 0 || StampedeStoreAvailable())
+				notice_not_stored(req, &result);
 		}
 done:
 		;

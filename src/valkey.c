@@ -783,36 +783,39 @@ StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted)
 }
 
 /*
- * One round of single flight, atomically: the key's error marker if there
- * is one ('e'), else its value ('v'), else the lock, taken with token for
- * px_ms ('l'), else nothing ('w': another holds the lock).  *kind says
- * which; *value (palloc'd) holds what 'e' and 'v' found, and for 'l' the
- * key's generation, for the store to check.  False on failure.
+ * One round of single flight, atomically: the key's value if there is one
+ * ('v'); else its error marker, if the leader that left it held the lock
+ * under holder, the token the caller saw it held with ('e'); else the lock,
+ * taken with token for px_ms ('l'); else nothing ('w': another holds the
+ * lock).  *kind says which; *value (palloc'd) holds what 'v' and 'e' found,
+ * for 'l' the key's generation (for the store to check), and for 'w' the
+ * holder's token.  False on failure.
  */
 bool
 StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token, int64 px_ms,
-					  char *kind, char **value, Size *len)
+					  const char *holder, char *kind, char **value, Size *len)
 {
 	static ValkeyScript script = {
 		LUA_GET
-		"local e = get(KEYS[3]) "
-		"if e then return {'e', e} end "
 		"local v = get(KEYS[1]) "
 		"if v then return {'v', v} end "
+		"local e = get(KEYS[3]) "
+		"if e and ARGV[3] ~= '' and string.sub(e, 1, #ARGV[3] + 1) == ARGV[3] .. '\\0' then "
+		"  return {'e', e} end "
 		/* A lock of another type, or without expiry, is not one of ours: garbage. */
 		"get(KEYS[2]) "
 		"if redis.call('PTTL', KEYS[2]) == -1 then redis.call('DEL', KEYS[2]) end "
 		"if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then "
 		"  return {'l', get(KEYS[4]) or '0'} end "
-		"return {'w', ''}"
+		"return {'w', get(KEYS[2]) or ''}"
 	};
 	char		px[32];
-	const char *args[7] = {"4", keys->value, keys->lock, keys->error, keys->generation,
-		token, px};
+	const char *args[8] = {"4", keys->value, keys->lock, keys->error, keys->generation,
+		token, px, holder};
 	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	reply = valkey_eval(&script, 7, args, NULL);
+	reply = valkey_eval(&script, 8, args, NULL);
 	if (reply == NULL)
 		return false;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
@@ -824,13 +827,9 @@ StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token, int64 p
 	}
 	*kind = reply->element[0]->str[0];
 	*len = reply->element[1]->len;
-	*value = NULL;
-	if (*kind == 'e' || *kind == 'v' || *kind == 'l')
-	{
-		*value = palloc(*len + 1);
-		memcpy(*value, reply->element[1]->str, *len);
-		(*value)[*len] = '\0';
-	}
+	*value = palloc(*len + 1);
+	memcpy(*value, reply->element[1]->str, *len);
+	(*value)[*len] = '\0';
 	freeReplyObject(reply);
 	return true;
 }

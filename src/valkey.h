@@ -40,6 +40,7 @@ extern bool StampedeValkeySubscribed(void);
 extern void StampedeValkeyUnsubscribe(void);
 extern bool StampedeValkeyRenew(const char *key, const char *token, int64 px_ms);
 extern bool StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token,
-								  int64 px_ms, char *kind, char **value, Size *len);
+								  int64 px_ms, const char *holder, char *kind,
+								  char **value, Size *len);
 
 #endif							/* STAMPEDE_VALKEY_H */

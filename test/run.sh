@@ -6,6 +6,8 @@
 #   pg_regress     sql/*.sql against expected/*.out: interface, bad input,
 #                  types, rights, store, stats
 #   isolation      test/isolation/specs: leader and waiters interleaved
+#   valkey mode    both again with stampede.valkey_url set (not the local
+#                  store's test): every promise holds with Valkey too
 #   sessions       test/sessions.py: 50 real sessions, cancel, timeouts,
 #                  terminated leaders, max_wait, databases
 #   valkey         test/valkey.py: the Valkey connection against redis-server
@@ -61,6 +63,18 @@ log "isolation tests"
 make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= 2>&1 | tee "$W/isolation.log" || true
 tally "$W/isolation.log"
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
+
+log "pg_regress and isolation again, in Valkey mode (all but the local store's test)"
+valkey_start "$W/valkey"
+rm -rf results output_iso regression.diffs regression.out
+PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT" \
+	make -s PG_CONFIG="$PG_CONFIG" installcheck \
+	REGRESS="$(sed -n 's/^REGRESS *= *//p' Makefile | sed 's/\bstore\b//')" \
+	2>&1 | tee "$W/regress-valkey.log" || true
+tally "$W/regress-valkey.log"
+[ -s regression.diffs ] && cat regression.diffs
+[ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
+valkey_stop
 
 log "concurrent sessions"
 /usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions.log" || true

@@ -170,6 +170,10 @@ def the_leaders_error_reaches_the_other_servers_waiters(valkey):
     waiter.result()
     expect(leader.error is not None and leader.error.pgcode == "22012", f"leader: {leader.error!r}")
     expect(waiter.error is not None and waiter.error.pgcode == "22012", f"waiter: {waiter.error!r}")
+    # The error is for that flight's waiters: a call after it runs the query again.
+    b = server("B", valkey.port)
+    got = one(b, call_sql("vf:fails", "SELECT 5::bigint AS run"))
+    expect(got == (5,), f"a later call got {got}, not its own rows")
 
 
 @test
