@@ -2,6 +2,7 @@
 running a list of tests with one 'ok'/'not ok' line each and a closing
 'N passed, M failed' line."""
 
+import os
 import sys
 import threading
 import time
@@ -20,7 +21,9 @@ def expect(condition, message):
 def connect(dbname="postgres", **settings):
     """A connection (PGHOST, PGPORT, PGUSER from the environment) in autocommit,
     with settings passed as -c options."""
-    options = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    # options replaces PGOPTIONS in libpq: keep it (test/run.sh sets Valkey there).
+    options = " ".join([os.environ.get("PGOPTIONS", "")] +
+                       [f"-c {k}={v}" for k, v in settings.items()]).strip()
     conn = psycopg2.connect(dbname=dbname, options=options or None)
     conn.autocommit = True
     return conn

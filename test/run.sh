@@ -6,17 +6,20 @@
 #   pg_regress     sql/*.sql against expected/*.out: interface, bad input,
 #                  types, rights, store, stats
 #   isolation      test/isolation/specs: leader and waiters interleaved
-#   valkey mode    both again with stampede.valkey_url set (not the local
-#                  store's test): every promise holds with Valkey too
 #   sessions       test/sessions.py: 50 real sessions, cancel, timeouts,
 #                  terminated leaders, max_wait, databases
+#   valkey mode    pg_regress, isolation and sessions again with
+#                  stampede.valkey_url set (not the local store's test):
+#                  every promise holds with Valkey too
 #   valkey         test/valkey.py: the Valkey connection against redis-server
 #                  on 127.0.0.1 (AUTH, unix socket, circuit breaker, a hung
-#                  server and statement_timeout, who sees the URL), and
-#                  Valkey alone on the server without preloading
+#                  server, statement_timeout and cancel, who sees the URL),
+#                  Valkey alone on the server without preloading, and
+#                  independent clusters sharing through one namespace
 #   valkey flight  test/valkey_flight.py: a primary and its streaming replica
-#                  sharing one Valkey (one execution between them, the
-#                  leader's error, garbage in Valkey, Valkey stopped and back)
+#                  sharing one Valkey (rows read across, PUBLISH wake-up,
+#                  max_wait, the leader's error, garbage in Valkey,
+#                  invalidation, EVALSHA)
 #   TAP            test/t/*.pl (PostgreSQL::Test::Cluster): a primary and its
 #                  replica of their own and a redis-server with a password:
 #                  100 sessions, a terminated leader, a query longer than
@@ -64,21 +67,24 @@ make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= 2>&1 | tee "$W/isolation.lo
 tally "$W/isolation.log"
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 
-log "pg_regress and isolation again, in Valkey mode (all but the local store's test)"
+log "concurrent sessions"
+/usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions.log" || true
+tally "$W/sessions.log"
+
+log "pg_regress, isolation and sessions again, in Valkey mode (all but the local store's test)"
 valkey_start "$W/valkey"
 rm -rf results output_iso regression.diffs regression.out
-PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT" \
-	make -s PG_CONFIG="$PG_CONFIG" installcheck \
+export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
+make -s PG_CONFIG="$PG_CONFIG" installcheck \
 	REGRESS="$(sed -n 's/^REGRESS *= *//p' Makefile | sed 's/\bstore\b//')" \
 	2>&1 | tee "$W/regress-valkey.log" || true
 tally "$W/regress-valkey.log"
 [ -s regression.diffs ] && cat regression.diffs
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
+/usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions-valkey.log" || true
+tally "$W/sessions-valkey.log"
+unset PGOPTIONS
 valkey_stop
-
-log "concurrent sessions"
-/usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions.log" || true
-tally "$W/sessions.log"
 
 log "Valkey connection"
 /usr/bin/python3 test/valkey.py 2>&1 | tee "$W/valkey.log" || true
