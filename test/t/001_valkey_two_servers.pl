@@ -60,9 +60,14 @@ sub valkey_start
 
 sub valkey_stop
 {
+	return unless $valkey;
 	$valkey->signal('TERM');
 	$valkey->finish;
+	$valkey = undef;
 }
+
+# Stop redis-server whatever happens (the servers stop themselves).
+END { valkey_stop(); }
 
 valkey_start();
 
@@ -160,6 +165,15 @@ sub waiter_on_replica
 	return ($waiter, $pid);
 }
 
+# How many scripts (EVALSHA and EVAL) Valkey has run.
+sub script_calls
+{
+	my $stats = valkey_cli('INFO', 'commandstats');
+	my $sum = 0;
+	$sum += $1 while $stats =~ /^cmdstat_eval(?:sha)?:calls=(\d+)/mg;
+	return $sum;
+}
+
 sub stampede_locks
 {
 	my ($node) = @_;
@@ -174,6 +188,7 @@ sub stampede_locks
 		'SELECT 42::bigint AS run FROM pg_sleep(0.3)') . " \\gset\n"
 		  . "\\if :run != 42\nSELECT 1 / 0;\n\\endif\n");
 	my $before = executions();
+	my $scripts_before = script_calls();
 	my @runs;
 	foreach my $node (@servers)
 	{
@@ -198,6 +213,10 @@ sub stampede_locks
 			'pgbench: every session answered');
 	}
 	is(executions() - $before, 1, '100 sessions over two servers ran the cold key once');
+	# Each server's backends coalesce on its advisory lock first: only its
+	# leader runs the lock script, a few rounds at most, not each backend.
+	my $scripts = script_calls() - $scripts_before;
+	ok($scripts <= 20, "the lock script ran $scripts times for 100 sessions on two servers");
 }
 
 # ---- a terminated leader: the other server's waiter takes over at once ----
