@@ -730,7 +730,8 @@ typedef enum RemoteResult
 	REMOTE_FALLBACK,			/* Valkey failed: go on as the local leader */
 	REMOTE_LEAD,				/* this backend holds the Valkey lock */
 	REMOTE_SERVED,				/* another server's rows are in req->tupstore */
-	REMOTE_RUN_UNCACHED			/* stampede.max_wait passed: run, do not store */
+	REMOTE_RUN_UNCACHED			/* max_wait passed, or the leader could not
+								 * store its rows: run, do not store */
 } RemoteResult;
 
 /* The Valkey names of a key's entry, lock and error marker, and our token. */
@@ -767,6 +768,36 @@ remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
 	/* Short-lived: the waiters of this flight read it within a backoff round. */
 	(void) StampedeValkeySet(rk->keys.error, buf.data, buf.len,
 							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
+}
+
+/*
+ * The marker a leader that could not store its rows (too large, or read
+ * after its own writes) leaves for the waiters of its flight: they run the
+ * query at once, each for itself, as its local waiters do, instead of
+ * taking the lock in turn, server after server.  Its token, then this.
+ */
+#define REMOTE_UNCACHEABLE "uncacheable"
+
+static void
+remote_put_uncacheable(const RemoteKeys *rk)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, rk->token);
+	appendStringInfoChar(&buf, '\0');
+	appendStringInfoString(&buf, REMOTE_UNCACHEABLE);
+	(void) StampedeValkeySet(rk->keys.error, buf.data, buf.len,
+							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
+}
+
+static bool
+remote_is_uncacheable(const char *data, Size len)
+{
+	const char *nul = memchr(data, '\0', len);
+
+	return nul != NULL && (Size) (data + len - (nul + 1)) == strlen(REMOTE_UNCACHEABLE) &&
+		memcmp(nul + 1, REMOTE_UNCACHEABLE, strlen(REMOTE_UNCACHEABLE)) == 0;
 }
 
 static bool
@@ -845,6 +876,8 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 			return REMOTE_FALLBACK;
 		if (kind == 'l')
 			return remote_took_lock(rk, token, value);
+		if (kind == 'e' && remote_is_uncacheable(value, len))
+			return REMOTE_RUN_UNCACHED;
 		if (kind == 'e' && remote_parse_error(value, len, &error))
 			raise_leaders_error(req, &error);
 		if (kind == 'w')
@@ -1076,6 +1109,10 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 		}
 		else if (result.entry != NULL)
 			puts[nputs++] = (FlightPut) {*skey, result.entry, result.entry_len};
+
+		/* Before letting go: the other servers' waiters run it themselves. */
+		if (rk->token != NULL && nputs == 0)
+			remote_put_uncacheable(rk);
 
 		/* In Valkey if it can take them; else, or when it fails, locally. */
 		if (rk->token != NULL && remote_store(req, rk, puts, nputs))

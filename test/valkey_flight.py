@@ -4,7 +4,8 @@ Valkey (redis-server on 127.0.0.1 at a free port): the other server gets
 the rows from Valkey; a waiting server is woken by the leader's PUBLISH; the
 leader's own error reaches the other server's waiters; garbage in Valkey is
 a miss; invalidation reaches every role's entry and a leader already
-running; stampede.max_wait on the waiting server; scripts go by EVALSHA.  (test/t/001_valkey_two_servers.pl covers
+running; stampede.max_wait on the waiting server; an uncacheable result
+lets the other server's waiters run at once; scripts go by EVALSHA.  (test/t/001_valkey_two_servers.pl covers
 the herd, terminated and slow leaders, cancelled waiters and Valkey
 stopped and started.)
 
@@ -237,6 +238,27 @@ def valkey_keys(valkey, pattern):
     out = subprocess.run(["redis-cli", "-p", str(valkey.port), "--scan", "--pattern", pattern],
                          capture_output=True, text=True, check=True).stdout
     return out.split()
+
+
+@test
+def an_uncacheable_result_lets_the_other_servers_waiters_run_at_once(valkey):
+    """The leader's rows are too large to store: the other server's waiter
+    runs the query at once, without taking the lock in its turn (with more
+    servers, they would run one after another)."""
+    gate = server("A", valkey.port)
+    one(gate, "SELECT pg_advisory_lock(%s)", (GATE,))
+    big = f"SELECT g::bigint AS run FROM generate_series(1, 1000) g, pg_advisory_xact_lock_shared({GATE})"
+    leader = Call(server("A", valkey.port, max_entry_size="1kB"), call_sql("vf:big", big))
+    wait_until("the leader at the gate", lambda: gate_waiters(gate) > 0)
+    waiter = waiter_on_b(valkey, "vf:big", "SELECT 7::bigint AS run FROM pg_sleep(1)")
+    one(gate, "SELECT pg_advisory_unlock(%s)", (GATE,))
+    expect(len(leader.result().rows or []) == 1000, f"the leader got {leader.error!r}")
+    b = server("B", valkey.port)
+    wait_until("B running the query itself", lambda: one(
+        b, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")[0] > 0)
+    locks = valkey_keys(valkey, "stampede:*:l")
+    expect(waiter.result().rows == [(7,)], f"the waiter got {waiter.rows or waiter.error}")
+    expect(locks == [], f"B took the Valkey lock to run an uncacheable query: {locks}")
 
 
 @test
