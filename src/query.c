@@ -247,6 +247,29 @@ collect_walker(Node *node, void *context)
 	return expression_tree_walker(node, collect_walker, context);
 }
 
+/*
+ * Connect to SPI and prepare query: its one statement, which must return
+ * rows.  The caller ends with SPI_finish.
+ */
+static CachedPlanSource *
+prepare_query(const char *query, SPIPlanPtr *plan)
+{
+	CachedPlanSource *plansource;
+	int			rc;
+
+	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	*plan = SPI_prepare(query, 0, NULL);
+	if (*plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (list_length(SPI_plan_get_plan_sources(*plan)) != 1)
+		reject_query(_("The query is not a single statement."));
+	plansource = linitial(SPI_plan_get_plan_sources(*plan));
+	if (plansource->resultDesc == NULL || list_length(plansource->query_list) != 1)
+		reject_query(_("The query returns no rows."));
+	return plansource;
+}
+
 /* What the prepared query reads; rejects one that locks or modifies rows. */
 static void
 collect_reads(CachedPlanSource *plansource, StampedeReadSet *reads, ReadCollector *collector)
@@ -272,19 +295,9 @@ StampedeQueryReads(const char *query, StampedeReadSet *reads)
 	SPIPlanPtr	plan;
 	CachedPlanSource *plansource;
 	ReadCollector collector;
-	int			rc;
 
 	memset(reads, 0, sizeof(*reads));
-	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
-	plan = SPI_prepare(query, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (list_length(SPI_plan_get_plan_sources(plan)) != 1)
-		reject_query(_("The query is not a single statement."));
-	plansource = linitial(SPI_plan_get_plan_sources(plan));
-	if (list_length(plansource->query_list) != 1)
-		reject_query(_("The query returns no rows."));
+	plansource = prepare_query(query, &plan);
 	MemoryContextSwitchTo(callercxt);
 	collect_reads(plansource, reads, &collector);
 	SPI_finish();
@@ -502,17 +515,8 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	memset(result, 0, sizeof(*result));
 	rowcxt = AllocSetContextCreate(callercxt, "stampede row", ALLOCSET_DEFAULT_SIZES);
 
-	if ((rc = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(rc));
+	plansource = prepare_query(query, &plan);
 	spicxt = CurrentMemoryContext;
-	plan = SPI_prepare(query, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-	if (list_length(SPI_plan_get_plan_sources(plan)) != 1)
-		reject_query(_("The query is not a single statement."));
-	plansource = linitial(SPI_plan_get_plan_sources(plan));
-	if (plansource->resultDesc == NULL || list_length(plansource->query_list) != 1)
-		reject_query(_("The query returns no rows."));
 
 	/* What must outlive SPI_finish is made in the caller's context. */
 	MemoryContextSwitchTo(callercxt);
