@@ -70,6 +70,12 @@ class Valkey:
         self.proc.terminate()
         self.proc.wait(DEADLINE_S)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
 
 class Silent:
     """Accepts connections and never answers: a Valkey that hangs."""
@@ -95,6 +101,12 @@ class Silent:
         for c in self.conns:
             c.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
 
 def status(conn):
     with conn.cursor() as cur:
@@ -117,25 +129,19 @@ def not_configured_by_default(admin):
 
 @test
 def reachable_with_its_password(admin):
-    valkey = Valkey(password="s3cret")
-    try:
+    with Valkey(password="s3cret") as valkey:
         set_url(admin, f"redis://:s3cret@127.0.0.1:{valkey.port}/0")
         got = status(admin)
         expect(got[:3] == (True, True, "closed"), f"got {got}")
-    finally:
-        valkey.stop()
 
 
 @test
 def wrong_password_is_refused_and_never_shown(admin):
-    valkey = Valkey(password="s3cret")
-    try:
+    with Valkey(password="s3cret") as valkey:
         set_url(admin, f"redis://someone:n0tit@127.0.0.1:{valkey.port}")
         got = status(admin)
         expect(got[1] is False and "AUTH refused" in got[3], f"got {got}")
         expect("n0tit" not in got[3] and "s3cret" not in got[3], "the error shows a password")
-    finally:
-        valkey.stop()
 
 
 @test
@@ -162,8 +168,7 @@ def unix_socket(admin):
 
 @test
 def dead_valkey_costs_nothing_while_the_circuit_is_open(admin):
-    silent = Silent()
-    try:
+    with Silent() as silent:
         set_url(admin, f"redis://127.0.0.1:{silent.port}", valkey_timeout="300ms",
                 valkey_retry_interval="60s")
         started = time.monotonic()
@@ -176,8 +181,6 @@ def dead_valkey_costs_nothing_while_the_circuit_is_open(admin):
         second = time.monotonic() - started
         expect(got[2] == "open", f"circuit {got[2]}")
         expect(second < 0.1, f"with the circuit open a call took {second:.3f} s")
-    finally:
-        silent.stop()
 
 
 @test
@@ -310,8 +313,7 @@ def next_run(conn):
 
 @test
 def not_preloaded_valkey_alone_runs_a_cold_key_once(admin):
-    valkey = Valkey()
-    try:
+    with Valkey() as valkey:
         setup = plain_setup(valkey.port)
         before = next_run(setup)
         sessions = [plain(valkey.port, backoff_base="20ms", backoff_max="200ms")
@@ -334,8 +336,6 @@ def not_preloaded_valkey_alone_runs_a_cold_key_once(admin):
         with setup.cursor() as cur:
             cur.execute("SELECT mode, preloaded FROM stampede_status()")
             expect(cur.fetchone() == ("valkey", False), "status does not say valkey, not preloaded")
-    finally:
-        valkey.stop()
 
 
 @test
