@@ -30,10 +30,9 @@ import psycopg2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from cold_key import Herd, median, p99  # noqa: E402
+from cold_key import SETUP_SQL as COLD_KEY_SQL, Herd, Scenario, median, p99, run_trial  # noqa: E402
 
 
-FLOOR_CLASS = 7102
 WAIT_LIMIT_S = 60
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
@@ -46,13 +45,6 @@ VALKEY_SOCKET = os.environ["VALKEY_SOCKET"]
 SETUP_SQL = r"""
 CREATE EXTENSION IF NOT EXISTS stampede;
 
-CREATE OR REPLACE FUNCTION vk_gate(gate int) RETURNS void
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_advisory_lock_shared(7001, gate);  -- cold_key.GATE_CLASS: Herd holds it
-    PERFORM pg_advisory_unlock_shared(7001, gate);
-END $$;
-
 -- The cached query returns its leader's pid (pids are unique on the machine,
 -- so a caller on either server can tell whether it led).
 CREATE OR REPLACE FUNCTION vk_stampede(gate int, k text, work_ms int,
@@ -61,7 +53,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     leader int;
 BEGIN
-    PERFORM vk_gate(gate);
+    PERFORM bench_gate(gate);  -- cold_key's, as is its floor
     SELECT t.pid INTO leader
     FROM stampede_cached(k,
         format('SELECT pg_backend_pid() AS pid FROM pg_sleep(%s)', work_ms / 1000.0),
@@ -69,25 +61,6 @@ BEGIN
     returned_at := clock_timestamp();
     led := coalesce(leader = pg_backend_pid(), false);
     got_rows := leader IS NOT NULL;
-END $$;
-
--- Advisory locks are per server: the first session on each server to try
--- the lock holds it for work_ms, the others wait on it in share mode.
-CREATE OR REPLACE FUNCTION vk_floor(gate int, lock int, work_ms int,
-    OUT led boolean, OUT got_rows boolean, OUT returned_at timestamptz)
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM vk_gate(gate);
-    led := pg_try_advisory_lock(7102, lock);
-    IF led THEN
-        PERFORM pg_sleep(work_ms / 1000.0);
-        PERFORM pg_advisory_unlock(7102, lock);
-    ELSE
-        PERFORM pg_advisory_lock_shared(7102, lock);
-        PERFORM pg_advisory_unlock_shared(7102, lock);
-    END IF;
-    got_rows := true;
-    returned_at := clock_timestamp();
 END $$;
 
 DROP MATERIALIZED VIEW IF EXISTS vk_mv;
@@ -143,25 +116,6 @@ def stats_sum(admins):
 
 # ---------------------------------------------------------------- figure 1
 
-class Scenario:
-    def __init__(self, name, sql, args):
-        self.name, self.sql, self.args = name, sql, args
-        self.latencies, self.executions, self.errors = [], [], []
-        self.empty = 0
-
-
-def run_trial(herd, s, key, count_executions):
-    before = stats_sum(herd.admins)[2]
-    rows, errors = herd.run(s.sql, s.args(key))
-    s.errors += errors
-    led = sum(1 for r in rows if r[0])
-    s.executions.append(stats_sum(herd.admins)[2] - before if count_executions else led)
-    s.empty += sum(1 for r in rows if not r[1])
-    if rows:
-        first = min(r[2] for r in rows)
-        s.latencies += [(r[2] - first).total_seconds() * 1000 for r in rows if not r[0]]
-
-
 def figure1(opts, checks):
     herd = Herd(opts.sessions, [lambda: connect(PRIMARY), lambda: connect(REPLICA)])
     run = f"{os.getpid()}-{int(time.time())}"
@@ -169,8 +123,10 @@ def figure1(opts, checks):
     stampede = Scenario("stampede via Valkey, 2 servers",
                         "SELECT * FROM vk_stampede(%s, %s, %s)",
                         lambda k: (f"vkcold:{run}:{k}", work))
+    # Advisory locks are per server: one holder on each, the others wait in share mode.
     floor = Scenario("floor: advisory lock per server, shared",
-                     "SELECT * FROM vk_floor(%s, %s, %s)", lambda k: (k, work))
+                     "SELECT * FROM bench_floor(%s, %s, true, %s)", lambda k: (k, work),
+                     runs_query=False)
     for s in (stampede, floor):  # warm plans and connections
         _, errors = herd.run(s.sql, s.args(0))
         if errors:
@@ -182,7 +138,8 @@ def figure1(opts, checks):
     for trial in range(1, opts.trials + 1):
         order = (stampede, floor) if trial % 2 else (floor, stampede)
         for s in order:
-            run_trial(herd, s, trial, s is stampede)
+            # Executions on both servers, by stampede_stats: a replica has no sequence.
+            run_trial(herd, s, trial, lambda: stats_sum(herd.admins)[2])
     st = [a - b for a, b in zip(stats_sum(herd.admins), st0)]
 
     fm, fp = median(floor.latencies), p99(floor.latencies)
@@ -466,6 +423,7 @@ def main():
     setup = connect(PRIMARY, valkey=False)
     with setup.cursor() as cur:
         cur.execute("SET client_min_messages = warning")
+        cur.execute(COLD_KEY_SQL)
         cur.execute(SETUP_SQL)
         cur.execute("SELECT pg_current_wal_lsn()")
         lsn = cur.fetchone()[0]
