@@ -615,6 +615,18 @@ valkey_eval(ValkeyScript *script, int nargs, const char **args, const size_t *ar
 	return valkey_run(nargs + 2, argv, argvlen);
 }
 
+/* valkey_eval for a script whose reply says nothing: false when Valkey failed. */
+static bool
+valkey_eval_done(ValkeyScript *script, int nargs, const char **args, const size_t *argslen)
+{
+	redisReply *reply = valkey_eval(script, nargs, args, argslen);
+
+	if (reply == NULL)
+		return false;
+	freeReplyObject(reply);
+	return true;
+}
+
 /* Is the configured Valkey answering?  PING it, connecting if need be. */
 bool
 StampedeValkeyPing(char **error)
@@ -737,17 +749,12 @@ StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey, O
 	const char *args[11] = {"5", vkey, keys->lock, keys->channel, keys->generation, keys->roles,
 		value ? value : "", px, token, generation ? generation : "0", role};
 	size_t		argslen[11];
-	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
 	snprintf(role, sizeof(role), "%u", roleid);
 	for (int i = 0; i < 11; i++)
 		argslen[i] = (i == 6) ? (value ? len : 0) : strlen(args[i]);
-	reply = valkey_eval(&script, 11, args, argslen);
-	if (reply == NULL)
-		return false;
-	freeReplyObject(reply);
-	return true;
+	return valkey_eval_done(&script, 11, args, argslen);
 }
 
 /*
@@ -845,14 +852,9 @@ StampedeValkeyRenew(const char *key, const char *token, int64 px_ms)
 	};
 	char		px[32];
 	const char *args[4] = {"1", key, token, px};
-	redisReply *reply;
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	reply = valkey_eval(&script, 4, args, NULL);
-	if (reply == NULL)
-		return false;
-	freeReplyObject(reply);
-	return true;
+	return valkey_eval_done(&script, 4, args, NULL);
 }
 
 /* ---- waking waiters: a second connection, subscribed ---- */
