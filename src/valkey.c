@@ -657,6 +657,33 @@ StampedeValkeyUsable(void)
 }
 
 /*
+ * A palloc'd, NUL-terminated copy of element, a string in reply, and its
+ * length.  A string too long to palloc is none of ours (entries stay under
+ * MaxAllocSize): it is copied as empty, which readers take for garbage.
+ * The reply is malloc'd by hiredis: when memory runs out, it is freed
+ * before the error is raised, not leaked.
+ */
+static char *
+reply_copy(redisReply *reply, const redisReply *element, Size *len)
+{
+	char	   *copy;
+
+	*len = AllocSizeIsValid(element->len + 1) ? element->len : 0;
+	copy = palloc_extended(*len + 1, MCXT_ALLOC_NO_OOM);
+	if (copy == NULL)
+	{
+		freeReplyObject(reply);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed on request of size %zu for a Valkey reply.", *len + 1)));
+	}
+	memcpy(copy, element->str, *len);
+	copy[*len] = '\0';
+	return copy;
+}
+
+/*
  * GET each of nkeys keys: values[i] (palloc'd) and lens[i], NULL when
  * absent.  False when Valkey failed.
  */
@@ -685,11 +712,7 @@ StampedeValkeyGet(int nkeys, const char **keys, char **values, Size *lens)
 		values[i] = NULL;
 		lens[i] = 0;
 		if (r->type == REDIS_REPLY_STRING)
-		{
-			values[i] = palloc(Max(r->len, 1));
-			memcpy(values[i], r->str, r->len);
-			lens[i] = r->len;
-		}
+			values[i] = reply_copy(reply, r, &lens[i]);
 	}
 	freeReplyObject(reply);
 	return true;
@@ -833,10 +856,7 @@ StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token, int64 p
 		return false;
 	}
 	*kind = reply->element[0]->str[0];
-	*len = reply->element[1]->len;
-	*value = palloc(*len + 1);
-	memcpy(*value, reply->element[1]->str, *len);
-	(*value)[*len] = '\0';
+	*value = reply_copy(reply, reply->element[1], len);
 	freeReplyObject(reply);
 	return true;
 }
