@@ -73,6 +73,7 @@ typedef struct ValkeyConn
 	int			socket_pos;		/* the socket's event in waits */
 	uint32		socket_events;	/* what that event waits for now */
 	char	   *url;			/* the URL it was made for */
+	char	   *name;			/* its server, as ValkeyTarget's name */
 } ValkeyConn;
 
 static ValkeyConn conn;			/* commands */
@@ -242,6 +243,11 @@ valkey_close(ValkeyConn *vc)
 		pfree(vc->url);
 		vc->url = NULL;
 	}
+	if (vc->name != NULL)
+	{
+		pfree(vc->name);
+		vc->name = NULL;
+	}
 }
 
 static void
@@ -250,13 +256,15 @@ valkey_disconnect(void)
 	valkey_close(&conn);
 }
 
-/* A failure: drop the connection, open the circuit, log once. */
+/*
+ * A failure of vc, connected or connecting to the server called name: open
+ * the circuit, log once, drop the connection.
+ */
 static bool
-valkey_failed(ValkeyConn *vc, const ValkeyTarget *t, const char *what, char **error)
+valkey_failed(ValkeyConn *vc, const char *name, const char *what, char **error)
 {
-	valkey_close(vc);
 	StampedeStatsCount(STAT_VALKEY_ERRORS);
-	snprintf(last_error, sizeof(last_error), "%s: %s", t->name, what);
+	snprintf(last_error, sizeof(last_error), "%s: %s", name, what);
 	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 stampede_valkey_retry_interval_ms);
 	if (circuit_url != NULL)
@@ -265,11 +273,12 @@ valkey_failed(ValkeyConn *vc, const ValkeyTarget *t, const char *what, char **er
 	if (!incident_logged)
 	{
 		ereport(LOG,
-				(errmsg("stampede: Valkey at %s is unavailable: %s", t->name, what),
+				(errmsg("stampede: Valkey at %s is unavailable: %s", name, what),
 				 errdetail("Calls use the local store; Valkey is tried again every %d ms.",
 						   stampede_valkey_retry_interval_ms)));
 		incident_logged = true;
 	}
+	valkey_close(vc);			/* name may be vc's: used above, not after */
 	*error = pstrdup(last_error);
 	return false;
 }
@@ -337,7 +346,7 @@ valkey_setup_command(ValkeyConn *vc, const ValkeyTarget *t, int argc, const char
 	bool		ok;
 
 	if (reply == NULL)
-		return valkey_failed(vc, t, what, error);
+		return valkey_failed(vc, t->name, what, error);
 	ok = reply->type == REDIS_REPLY_STATUS;
 	if (!ok)
 	{
@@ -347,7 +356,7 @@ valkey_setup_command(ValkeyConn *vc, const ValkeyTarget *t, int argc, const char
 		snprintf(message, sizeof(message), "%s refused: %s", argv[0],
 				 reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
 		freeReplyObject(reply);
-		return valkey_failed(vc, t, message, error);
+		return valkey_failed(vc, t->name, message, error);
 	}
 	freeReplyObject(reply);
 	return true;
@@ -364,8 +373,9 @@ valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
 
 	Assert(vc->ctx == NULL);
 	vc->url = MemoryContextStrdup(TopMemoryContext, stampede_valkey_url);
+	vc->name = MemoryContextStrdup(TopMemoryContext, t->name);
 	if (!AcquireExternalFD())
-		return valkey_failed(vc, t, "too many open files", error);
+		return valkey_failed(vc, t->name, "too many open files", error);
 	vc->ctx = t->socket_path ? redisConnectUnixNonBlock(t->socket_path)
 		: redisConnectNonBlock(t->host, t->port);
 	if (vc->ctx == NULL || vc->ctx->err)
@@ -376,12 +386,12 @@ valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
 				 vc->ctx ? vc->ctx->errstr : "out of memory");
 		if (vc->ctx == NULL)
 			ReleaseExternalFD();
-		return valkey_failed(vc, t, message, error);
+		return valkey_failed(vc, t->name, message, error);
 	}
 
 	/* The wait set holds an epoll descriptor of its own. */
 	if (!AcquireExternalFD())
-		return valkey_failed(vc, t, "too many open files", error);
+		return valkey_failed(vc, t->name, "too many open files", error);
 	vc->waits = StampedeCreateWaitEventSet(3);
 	AddWaitEventToSet(vc->waits, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	/* As WaitLatchOrSocket does: there is no postmaster in single-user mode. */
@@ -391,9 +401,9 @@ valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
 	vc->socket_pos = AddWaitEventToSet(vc->waits, vc->socket_events, vc->ctx->fd, NULL, NULL);
 
 	if (!valkey_wait(vc, WL_SOCKET_WRITEABLE, deadline))
-		return valkey_failed(vc, t, "connect timed out", error);
+		return valkey_failed(vc, t->name, "connect timed out", error);
 	if (getsockopt(vc->ctx->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0)
-		return valkey_failed(vc, t, soerr ? strerror(soerr) : "cannot connect", error);
+		return valkey_failed(vc, t->name, soerr ? strerror(soerr) : "cannot connect", error);
 
 	if (t->password != NULL)
 	{
@@ -424,10 +434,13 @@ valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
  * Make sure this backend has a connection to the configured Valkey.  False,
  * with *error, when there is none: not configured, circuit open, or it
  * failed now.  A cancel during it raises; the connection is dropped first.
+ * The URL is parsed only to connect: a call on an open connection (every
+ * hit) does not pay for it.
  */
 static bool
-valkey_ensure(ValkeyTarget *t, char **error)
+valkey_ensure(char **error)
 {
+	ValkeyTarget t;
 	bool		ok = false;
 
 	if (!StampedeValkeyConfigured())
@@ -436,8 +449,6 @@ valkey_ensure(ValkeyTarget *t, char **error)
 		*error = pstrdup("stampede.valkey_url is not set");
 		return false;
 	}
-	if (!parse_url(stampede_valkey_url, t, error))
-		return false;
 	if (conn.ctx != NULL && strcmp(conn.url, stampede_valkey_url) != 0)
 		valkey_disconnect();	/* the setting changed */
 	if (conn.ctx != NULL)
@@ -451,10 +462,12 @@ valkey_ensure(ValkeyTarget *t, char **error)
 					 last_error);
 		return false;
 	}
+	if (!parse_url(stampede_valkey_url, &t, error))
+		return false;
 
 	PG_TRY();
 	{
-		ok = valkey_connect(&conn, t, error);
+		ok = valkey_connect(&conn, &t, error);
 	}
 	PG_CATCH();
 	{
@@ -479,12 +492,11 @@ StampedeValkeyConfigured(void)
 static redisReply *
 valkey_run_command(int argc, const char **argv, const size_t *argvlen, bool noscript_ok)
 {
-	ValkeyTarget t;
 	char	   *error = NULL;
 	const char *what = NULL;
 	redisReply *reply = NULL;
 
-	if (!valkey_ensure(&t, &error))
+	if (!valkey_ensure(&error))
 	{
 		/* Why, for stampede_status. */
 		if (error != last_error)
@@ -506,7 +518,7 @@ valkey_run_command(int argc, const char **argv, const size_t *argvlen, bool nosc
 	PG_END_TRY();
 	if (reply == NULL)
 	{
-		valkey_failed(&conn, &t, what ? what : "failed", &error);
+		valkey_failed(&conn, conn.name, what ? what : "failed", &error);
 		return NULL;
 	}
 	if (reply->type == REDIS_REPLY_ERROR &&
@@ -516,7 +528,7 @@ valkey_run_command(int argc, const char **argv, const size_t *argvlen, bool nosc
 
 		snprintf(message, sizeof(message), "%s answered %s", argv[0], reply->str);
 		freeReplyObject(reply);
-		valkey_failed(&conn, &t, message, &error);
+		valkey_failed(&conn, conn.name, message, &error);
 		return NULL;
 	}
 	return reply;
