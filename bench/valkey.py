@@ -46,7 +46,9 @@ SETUP_SQL = r"""
 CREATE EXTENSION IF NOT EXISTS stampede;
 
 -- The cached query returns its leader's pid (pids are unique on the machine,
--- so a caller on either server can tell whether it led).
+-- so a caller on either server can tell whether it led).  Not cold_key's
+-- bench_stampede: its query counts executions with nextval, which a replica
+-- cannot run; stampede_stats counts them here.
 CREATE OR REPLACE FUNCTION vk_stampede(gate int, k text, work_ms int,
     OUT led boolean, OUT got_rows boolean, OUT returned_at timestamptz)
 LANGUAGE plpgsql AS $$
