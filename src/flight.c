@@ -744,9 +744,27 @@ typedef struct RemoteKeys
 } RemoteKeys;
 
 /*
- * The leader's error, for waiters on other servers: the leader's lock token
- * (only those that waited for that lock take the error: later callers run
- * the query again), SQLSTATE, pid, message, detail, hint, separated by NULs.
+ * Leave a marker beside the key for the waiters of this leader's flight:
+ * its lock token (only those that waited for that lock take the marker:
+ * later callers run the query again), a NUL, then body.  Short-lived: the
+ * waiters read it within a backoff round.
+ */
+static void
+remote_put_marker(const RemoteKeys *rk, const char *body, int len)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, rk->token);
+	appendStringInfoChar(&buf, '\0');
+	appendBinaryStringInfo(&buf, body, len);
+	(void) StampedeValkeySet(rk->keys.error, buf.data, buf.len,
+							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
+}
+
+/*
+ * The leader's error, for waiters on other servers, as a marker: SQLSTATE,
+ * pid, message, detail, hint, separated by NULs.
  */
 static void
 remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
@@ -754,8 +772,6 @@ remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
 	StringInfoData buf;
 
 	initStringInfo(&buf);
-	appendStringInfoString(&buf, rk->token);
-	appendStringInfoChar(&buf, '\0');
 	appendStringInfo(&buf, "%s", unpack_sql_state(edata->sqlerrcode));
 	appendStringInfoChar(&buf, '\0');
 	appendStringInfo(&buf, "%d", MyProcPid);
@@ -765,9 +781,7 @@ remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
 	appendStringInfoString(&buf, edata->detail ? edata->detail : "");
 	appendStringInfoChar(&buf, '\0');
 	appendStringInfoString(&buf, edata->hint ? edata->hint : "");
-	/* Short-lived: the waiters of this flight read it within a backoff round. */
-	(void) StampedeValkeySet(rk->keys.error, buf.data, buf.len,
-							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
+	remote_put_marker(rk, buf.data, buf.len);
 }
 
 /*
@@ -781,14 +795,7 @@ remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
 static void
 remote_put_uncacheable(const RemoteKeys *rk)
 {
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, rk->token);
-	appendStringInfoChar(&buf, '\0');
-	appendStringInfoString(&buf, REMOTE_UNCACHEABLE);
-	(void) StampedeValkeySet(rk->keys.error, buf.data, buf.len,
-							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
+	remote_put_marker(rk, REMOTE_UNCACHEABLE, strlen(REMOTE_UNCACHEABLE));
 }
 
 static bool
