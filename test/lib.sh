@@ -46,8 +46,23 @@ server_user() {
 	if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi
 }
 
+# as_server_user CMD...: CMD as the server user, run from "/".  PostgreSQL's
+# programs look up and return to the directory they start in, and the server
+# user may not enter ours (a clone in /root, or in a home of mode 700, when we
+# are root): so CMD starts from a directory it may enter, and every path
+# given to it must be absolute.
 as_server_user() {
-	if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+	as_server_user_in / "$@"
+}
+
+# as_server_user_in DIR CMD...: the same, run from DIR.
+as_server_user_in() {
+	local dir=$1
+	shift
+	(
+		cd "$dir" || exit 1
+		if [ "$(id -u)" -eq 0 ]; then exec runuser -u postgres -- "$@"; else exec "$@"; fi
+	)
 }
 
 free_port() {
