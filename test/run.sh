@@ -26,7 +26,8 @@
 #                  lock_timeout, a cancelled waiter, Valkey stopped and back
 #   not_preloaded  the error and hint without shared_preload_libraries
 #
-# Ends with "N passed, M failed"; exits non-zero unless all passed.
+# Ends with "N passed, M failed"; exits non-zero unless all passed.  A suite
+# that stops before its end counts the tests it did not run as failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
@@ -43,60 +44,111 @@ export PGHOST=$main_host PGPORT=$main_port
 
 passed=0
 failed=0
-# tally FILE: add up the "... ok" and "... FAILED" / "not ok" lines of a suite.
+# tally LOG STATUS PLAN: adds up the "... ok" / "ok N" lines of a suite's log
+# as passed and its "... FAILED" / "not ok N" lines as failed, and counts as
+# failed what it did not run.  PLAN is how many tests it runs: a number, or
+# "tap" (its "1..N" line says), or "closing" (not known beforehand: it ends
+# with a "NAME: P passed, F failed" line).  Without its plan line or closing
+# line it died before its end: the tests it did not run count as 1 failed.
+# STATUS is its exit status: non-zero with nothing else wrong counts as 1 failed.
 tally() {
-	local ok bad
-	ok=$(grep -Ec '\.\.\. ok|^ok [0-9]+ ' "$1" || true)
-	bad=$(grep -Ec '\.\.\. FAILED|^not ok [0-9]+ ' "$1" || true)
-	passed=$((passed + ok))
-	failed=$((failed + bad))
-	if [ "$ok" -eq 0 ] && [ "$bad" -eq 0 ]; then
-		echo "(no test ran in this suite)"
-		failed=$((failed + 1))
+	local log=$1 status=$2 plan=$3 ok bad ran more=0
+	ok=$(grep -Ec '\.\.\. ok|^ok [0-9]+( |$)' "$log" || true)
+	bad=$(grep -Ec '\.\.\. FAILED|^not ok [0-9]+( |$)' "$log" || true)
+	ran=$((ok + bad))
+	case $plan in
+	tap)
+		plan=$(sed -n 's/^1\.\.\([0-9][0-9]*\).*/\1/p' "$log" | tail -n 1)
+		if [ -z "$plan" ]; then
+			echo "(no plan: it died after $ran tests; the tests it did not run count as 1 failed)"
+			more=1
+		fi
+		;;
+	closing)
+		plan=
+		if ! grep -Eq '^[^ ].*: [0-9]+ passed, [0-9]+ failed$' "$log"; then
+			echo "(no closing line: it died after $ran tests; the tests it did not run count as 1 failed)"
+			more=1
+		fi
+		;;
+	esac
+	if [ -n "$plan" ] && [ "$ran" -lt "$plan" ]; then
+		more=$((plan - ran))
+		echo "($plan planned, $ran run: the $more not run count as failed)"
+	elif [ -n "$plan" ] && [ "$ran" -gt "$plan" ]; then
+		echo "($plan planned, $ran run: counted as 1 failed)"
+		more=1
 	fi
+	if [ "$ran" -eq 0 ] && [ "$more" -eq 0 ]; then
+		echo "(no test ran in this suite)"
+		more=1
+	fi
+	if [ "$status" -ne 0 ] && [ "$bad" -eq 0 ] && [ "$more" -eq 0 ]; then
+		echo "(it exited with status $status though no test failed: counted as 1 failed)"
+		more=1
+	fi
+	passed=$((passed + ok))
+	failed=$((failed + bad + more))
 }
+
+# suite NAME PLAN CMD...: runs CMD, showing its output and keeping it in
+# $W/NAME.log, and tallies it (see tally for PLAN).
+suite() {
+	local name=$1 plan=$2 status=0
+	shift 2
+	"$@" 2>&1 | tee "$W/$name.log" || status=$?
+	tally "$W/$name.log" "$status" "$plan"
+}
+
+# make_var NAME: the value of a variable of the Makefile.
+make_var() {
+	# shellcheck disable=SC2016
+	printf 'print-var:\n\t@echo $(%s)\n' "$1" |
+		make -s --no-print-directory PG_CONFIG="$PG_CONFIG" -f Makefile -f - print-var
+}
+regress=$(make_var REGRESS)
+isolation=$(make_var ISOLATION)
+# The Valkey mode runs all but the local store's test.
+# shellcheck disable=SC2001
+regress_valkey=$(echo "$regress" | sed 's/\bstore\b//')
+words() { echo $#; }
 
 rm -rf results output_iso regression.diffs regression.out
 log "pg_regress"
-make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION= 2>&1 | tee "$W/regress.log" || true
-tally "$W/regress.log"
+# shellcheck disable=SC2086
+suite regress "$(words $regress)" make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION=
 [ -s regression.diffs ] && cat regression.diffs
 
 log "isolation tests"
-make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS= 2>&1 | tee "$W/isolation.log" || true
-tally "$W/isolation.log"
+# shellcheck disable=SC2086
+suite isolation "$(words $isolation)" make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS=
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 
 log "concurrent sessions"
-/usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions.log" || true
-tally "$W/sessions.log"
+suite sessions closing /usr/bin/python3 test/sessions.py
 
 log "pg_regress, isolation and sessions again, in Valkey mode (all but the local store's test)"
 valkey_start "$W/valkey"
 rm -rf results output_iso regression.diffs regression.out
 export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
-make -s PG_CONFIG="$PG_CONFIG" installcheck \
-	REGRESS="$(sed -n 's/^REGRESS *= *//p' Makefile | sed 's/\bstore\b//')" \
-	2>&1 | tee "$W/regress-valkey.log" || true
-tally "$W/regress-valkey.log"
+# shellcheck disable=SC2086
+suite regress-valkey "$(words $regress_valkey $isolation)" \
+	make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="$regress_valkey"
 [ -s regression.diffs ] && cat regression.diffs
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
-/usr/bin/python3 test/sessions.py 2>&1 | tee "$W/sessions-valkey.log" || true
-tally "$W/sessions-valkey.log"
+suite sessions-valkey closing /usr/bin/python3 test/sessions.py
 unset PGOPTIONS
 valkey_stop
 
 log "Valkey connection"
-/usr/bin/python3 test/valkey.py 2>&1 | tee "$W/valkey.log" || true
-tally "$W/valkey.log"
+suite valkey closing /usr/bin/python3 test/valkey.py
 
 log "single flight across a primary and its replica sharing a Valkey"
 a_host=$PGHOST a_port=$PGPORT
 pg_start_replica "$W/b"
 export STAMPEDE_B_HOST=$PGHOST STAMPEDE_B_PORT=$PGPORT
 export PGHOST=$a_host PGPORT=$a_port
-/usr/bin/python3 test/valkey_flight.py 2>&1 | tee "$W/valkey_flight.log" || true
-tally "$W/valkey_flight.log"
+suite valkey_flight closing /usr/bin/python3 test/valkey_flight.py
 
 log "TAP: two servers sharing a Valkey with a password (test/t)"
 # PostgreSQL::Test::Cluster makes its own servers, which may not run as root:
@@ -107,18 +159,16 @@ cp test/t/*.pl "$W/tap/t/"
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$W/tap"; fi
 for t in "$W"/tap/t/*.pl; do
 	t=$(basename "$t")
-	as_server_user_in "$W/tap" env PATH="$PATH" \
+	suite "tap-${t%.pl}" tap as_server_user_in "$W/tap" env PATH="$PATH" \
 		PERL5LIB="$PGXS_DIR/src/test/perl" TESTDIR="$W/tap" \
-		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" prove -v "t/$t" 2>&1 |
-		tee "$W/tap-${t%.pl}.log" || true
-	tally "$W/tap-${t%.pl}.log"
+		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" prove -v "t/$t"
 done
 
 log "a server without shared_preload_libraries"
-PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT "$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \
+PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT suite plain 1 \
+	"$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \
 	--bindir="$PG_BINDIR" --load-extension=stampede --dbname=contrib_regression \
-	not_preloaded 2>&1 | tee "$W/plain.log" || true
-tally "$W/plain.log"
+	not_preloaded
 [ -s "$W/plain-out/regression.diffs" ] && cat "$W/plain-out/regression.diffs"
 
 echo
