@@ -122,13 +122,40 @@ prepare_throwaway() {
 	trap 'exit 143' TERM
 }
 
+# If the script exits non-zero and has set KEEP_LOGS (a directory), the
+# workdir's logs are kept there (see keep_logs) before it is removed, unless
+# the script has kept them itself (LOGS_KEPT set).
 cleanup_throwaway() {
+	local status=$?
+	stop_throwaway
+	if [ "$status" -ne 0 ] && [ -n "${KEEP_LOGS:-}" ] && [ -z "${LOGS_KEPT:-}" ]; then
+		keep_logs "$KEEP_LOGS"
+		echo "the logs of this failed run are in $KEEP_LOGS"
+	fi
+	rm -rf "$W"
+}
+
+# Stops the workdir's servers and redis-server.
+stop_throwaway() {
 	local dir
 	valkey_stop
 	for dir in "$W"/*/; do
 		pg_stop "${dir%/}"
 	done
-	rm -rf "$W"
+}
+
+# keep_logs DEST: copies what the workdir holds but the data directories
+# (each suite's log, the servers' logs, pg_regress's and the isolation
+# tester's output, TAP's tmp_check/log) to DEST, replacing what an earlier
+# run left there.  Readable by whoever runs this: the servers' files may
+# belong to postgres.
+keep_logs() {
+	local dest=$1
+	rm -rf "$dest"
+	mkdir -p "$dest"
+	tar -C "$W" --exclude=./*/data --exclude='t_*_data' --exclude='*.sock' --exclude='.s.PGSQL.*' \
+		-cf - . 2>/dev/null | tar -C "$dest" --no-same-owner --no-same-permissions -xf - ||
+		echo "(some logs could not be copied to $dest)"
 }
 
 # pg_start_replica DIR: a streaming physical replica of the server PGHOST/PGPORT

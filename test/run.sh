@@ -27,10 +27,13 @@
 #   not_preloaded  the error and hint without shared_preload_libraries
 #
 # Ends with "N passed, M failed"; exits non-zero unless all passed.  A suite
-# that stops before its end counts the tests it did not run as failed.
+# that stops before its end counts the tests it did not run as failed.  When
+# anything failed, the logs (each suite's, the servers', pg_regress's and the
+# isolation tester's output, TAP's tmp_check/log) are kept in test-logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/lib.sh
+KEEP_LOGS=$PWD/test-logs
 
 prepare_throwaway
 
@@ -113,15 +116,27 @@ isolation=$(make_var ISOLATION)
 regress_valkey=$(echo "$regress" | sed 's/\bstore\b//')
 words() { echo $#; }
 
+# save_output DIR: a copy of pg_regress's and the isolation tester's output in
+# $W/DIR, since the next run of either replaces it.
+save_output() {
+	local f
+	mkdir -p "$W/$1"
+	for f in results regression.diffs regression.out output_iso; do
+		if [ -e "$f" ]; then cp -R "$f" "$W/$1/"; fi
+	done
+}
+
 rm -rf results output_iso regression.diffs regression.out
 log "pg_regress"
 # shellcheck disable=SC2086
 suite regress "$(words $regress)" make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION=
+save_output regress-out
 [ -s regression.diffs ] && cat regression.diffs
 
 log "isolation tests"
 # shellcheck disable=SC2086
 suite isolation "$(words $isolation)" make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS=
+save_output isolation-out
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 
 log "concurrent sessions"
@@ -134,6 +149,7 @@ export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
 # shellcheck disable=SC2086
 suite regress-valkey "$(words $regress_valkey $isolation)" \
 	make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="$regress_valkey"
+save_output regress-valkey-out
 [ -s regression.diffs ] && cat regression.diffs
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 suite sessions-valkey closing /usr/bin/python3 test/sessions.py
@@ -171,6 +187,14 @@ PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT suite plain 1 \
 	not_preloaded
 [ -s "$W/plain-out/regression.diffs" ] && cat "$W/plain-out/regression.diffs"
 
+if [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
+	# The servers stopped first, so that their logs are whole.
+	stop_throwaway
+	keep_logs "$KEEP_LOGS"
+	LOGS_KEPT=1
+	echo
+	echo "the logs of this run are in $KEEP_LOGS"
+fi
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
