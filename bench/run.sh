@@ -40,9 +40,11 @@ if [ "$quick" = 1 ]; then
 	cold_opts=(--trials 3)
 	# one short round judges nothing: a smoke test reports only
 	hit_opts=(--duration 2 --rounds 1 --informational)
+	cost_opts=(--quick)
 else
 	cold_opts=()
 	hit_opts=()
+	cost_opts=()
 fi
 
 # Run them all even when one fails, and say which failed at the end.
@@ -56,6 +58,11 @@ bash bench/hit_vs_matview.sh --mode prepared "${hit_opts[@]}" || failed+=(hit_vs
 # matview's name: reported for what it is, not judged.
 log "hit throughput: stampede vs materialized view, simple protocol (reported)"
 bash bench/hit_vs_matview.sh --mode simple --informational "${hit_opts[@]}" || failed+=(hit_vs_matview/simple)
+# Instructions, not time: what one hit costs a backend against one read of
+# the matview, counted by callgrind on a server of its own (the extension
+# built above).
+log "hit cost: instructions per hit vs per matview read (callgrind)"
+bash bench/hit_cost.sh --no-build "${cost_opts[@]}" || failed+=(hit_cost)
 log "memory per entry"
 /usr/bin/python3 bench/entry_size.py || failed+=(entry_size)
 
