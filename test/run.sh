@@ -116,13 +116,14 @@ isolation=$(make_var ISOLATION)
 regress_valkey=$(echo "$regress" | sed 's/\bstore\b//')
 words() { echo $#; }
 
-# save_output DIR: a copy of pg_regress's and the isolation tester's output in
-# $W/DIR, since the next run of either replaces it.
+# save_output DIR FILE...: a copy in $W/DIR of the FILEs (pg_regress's or the
+# isolation tester's output) that exist, since a later run replaces them.
 save_output() {
-	local f
-	mkdir -p "$W/$1"
-	for f in results regression.diffs regression.out output_iso; do
-		if [ -e "$f" ]; then cp -R "$f" "$W/$1/"; fi
+	local dir=$W/$1 f
+	shift
+	mkdir -p "$dir"
+	for f in "$@"; do
+		if [ -e "$f" ]; then cp -R "$f" "$dir/"; fi
 	done
 }
 
@@ -130,13 +131,13 @@ rm -rf results output_iso regression.diffs regression.out
 log "pg_regress"
 # shellcheck disable=SC2086
 suite regress "$(words $regress)" make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION=
-save_output regress-out
+save_output regress-out results regression.diffs regression.out
 [ -s regression.diffs ] && cat regression.diffs
 
 log "isolation tests"
 # shellcheck disable=SC2086
 suite isolation "$(words $isolation)" make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS=
-save_output isolation-out
+save_output isolation-out output_iso
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 
 log "concurrent sessions"
@@ -149,7 +150,7 @@ export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
 # shellcheck disable=SC2086
 suite regress-valkey "$(words $regress_valkey $isolation)" \
 	make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="$regress_valkey"
-save_output regress-valkey-out
+save_output regress-valkey-out results regression.diffs regression.out output_iso
 [ -s regression.diffs ] && cat regression.diffs
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 suite sessions-valkey closing /usr/bin/python3 test/sessions.py
