@@ -175,10 +175,16 @@ mkdir -p "$W/tap/t"
 cp test/t/*.pl "$W/tap/t/"
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$W/tap"; fi
 for t in "$W"/tap/t/*.pl; do
-	t=$(basename "$t")
-	suite "tap-${t%.pl}" tap as_server_user_in "$W/tap" env PATH="$PATH" \
+	t=$(basename "$t" .pl)
+	failed_before=$failed
+	suite "tap-$t" tap as_server_user_in "$W/tap" env PATH="$PATH" \
 		PERL5LIB="$PGXS_DIR/src/test/perl" TESTDIR="$W/tap" \
-		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" prove -v "t/$t"
+		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" prove -v "t/$t.pl"
+	# What a script dies of goes to its own log only.
+	if [ "$failed" -ne "$failed_before" ] && [ -f "$W/tap/tmp_check/log/regress_log_$t" ]; then
+		echo "(the end of tmp_check/log/regress_log_$t:)"
+		tail -n 20 "$W/tap/tmp_check/log/regress_log_$t"
+	fi
 done
 
 log "a server without shared_preload_libraries"
