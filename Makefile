@@ -3,7 +3,7 @@ EXTENSION    = stampede
 EXTVERSION   = 0.1
 MODULE_big   = stampede
 OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/store_local.o \
-               src/query.o src/flight.o src/cache.o src/scan.o src/valkey.o src/lease.o
+               src/identity.o src/changes.o src/query.o src/flight.o src/cache.o src/scan.o src/valkey.o src/lease.o
 DATA         = sql/stampede--$(EXTVERSION).sql
 PGFILEDESC   = "stampede - query-result cache with single flight"
 

@@ -126,7 +126,7 @@ StampedeRequestFromArgs(StampedeRequest *req, const Datum *args, const bool *nul
 	memset(req, 0, sizeof(*req));
 	req->key = VARDATA_ANY(key);
 	req->keylen = VARSIZE_ANY_EXHDR(key);
-	req->query = StampedeCheckQuery(VARDATA_ANY(query), VARSIZE_ANY_EXHDR(query));
+	req->query = StampedeCheckQuery(VARDATA_ANY(query), VARSIZE_ANY_EXHDR(query), &req->schemas);
 	req->ttl_ms = checked_ttl_ms(args[2], nulls[2]);
 	req->kind = kind;
 	require_shared_memory();

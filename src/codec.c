@@ -8,9 +8,12 @@
  *		EntryHeader			magic, format version, flags, server major
  *							version, architecture tag, section offsets,
  *							checksum, the writing cluster's system identifier
+ *							and database, the WAL position its query started
+ *							at, and the identity of the call (two SHA-256)
  *		key					the caller's key, to tell colliding hashes apart
  *		attributes			per column: type OID, typmod, name
- *		relations			per relation read: OID, columns read
+ *		relations			per relation read: OID, the user its rights are
+ *							checked as, the rights, columns read
  *		functions			OIDs of the functions called
  *		rows				per row: data length, null/varwidth flags,
  *							null bitmap (if any), then the tuple's data area
@@ -39,6 +42,7 @@
 #include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "port/pg_crc32c.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -47,7 +51,7 @@
 #include "codec.h"
 
 #define STAMPEDE_MAGIC			0x504D5453	/* "STMP" read little-endian */
-#define STAMPEDE_FORMAT_VERSION	2
+#define STAMPEDE_FORMAT_VERSION	3
 
 #define ROW_HASNULL				0x01
 #define ROW_HASVARWIDTH			0x02
@@ -80,9 +84,11 @@ typedef struct EntryHeader
 	uint32		funcs_offset;
 	uint32		rows_offset;
 	uint32		checksum;		/* CRC-32C of the entry, this field as 0 */
+	Oid			dbid;			/* the writing database: OIDs are its */
 	uint64		nrows;
-	uint64		system_id;		/* the writing cluster's: OIDs are its */
-	uint64		query_hash;		/* of the query text, for other clusters */
+	uint64		system_id;		/* the writing cluster's */
+	uint64		fill_lsn;		/* for DDL since: see changes.c */
+	StampedeEntryId id;			/* the call whose rows these are */
 } EntryHeader;
 
 static inline void
@@ -142,7 +148,8 @@ entry_checksum(const char *data, Size len)
  */
 void
 StampedeEncoderInit(StampedeEncoder *enc, Size limit,
-					const char *key, int keylen, uint16 flags, uint64 query_hash,
+					const char *key, int keylen, uint16 flags,
+					const StampedeEntryId *id, uint64 fill_lsn,
 					TupleDesc desc, const StampedeReadSet *reads)
 {
 	EntryHeader header = {0};
@@ -178,6 +185,8 @@ StampedeEncoderInit(StampedeEncoder *enc, Size limit,
 		ListCell   *lc2;
 
 		put_u32(&enc->buf, rel->relid);
+		put_u32(&enc->buf, rel->checkas);
+		put_u32(&enc->buf, rel->modes);
 		put_u16(&enc->buf, list_length(rel->cols));
 		foreach(lc2, rel->cols)
 			put_u16(&enc->buf, (uint16) (int16) lfirst_int(lc2));
@@ -201,7 +210,9 @@ StampedeEncoderInit(StampedeEncoder *enc, Size limit,
 	header.keylen = keylen;
 	header.nrels = reads ? list_length(reads->rels) : 0;
 	header.nfuncs = reads ? list_length(reads->funcs) : 0;
-	header.query_hash = query_hash;
+	header.dbid = MyDatabaseId;
+	header.fill_lsn = fill_lsn;
+	header.id = *id;
 	memcpy(enc->buf.data, &header, sizeof(header));
 
 	if ((Size) enc->buf.len > enc->limit)
@@ -319,9 +330,9 @@ StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
 	p = data + header.rels_offset;
 	for (uint32 i = 0; i < header.nrels; i++)
 	{
-		if (end - p < 6 || (end - p - 6) / 2 < get_u16(p + 4))
+		if (end - p < 14 || (end - p - 14) / 2 < get_u16(p + 12))
 			return false;
-		p += 6 + 2 * get_u16(p + 4);
+		p += 14 + 2 * get_u16(p + 12);
 	}
 	if (p != end)
 		return false;
@@ -330,7 +341,10 @@ StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
 	entry->len = len;
 	entry->flags = header.flags;
 	entry->foreign = header.system_id != GetSystemIdentifier();
-	entry->query_hash = header.query_hash;
+	entry->dbid = header.dbid;
+	entry->fill_lsn = header.fill_lsn;
+	entry->local_id = (const uint8 *) data + offsetof(EntryHeader, id.local);
+	entry->portable_id = (const uint8 *) data + offsetof(EntryHeader, id.portable);
 	entry->natts = header.natts;
 	entry->nrows = header.nrows;
 	entry->key = data + sizeof(EntryHeader);
@@ -371,20 +385,20 @@ StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads)
 {
 	const char *p = entry->rels;
 
-	reads->rels = NIL;
-	reads->funcs = NIL;
-	reads->per_role = (entry->flags & STAMPEDE_ENTRY_PER_ROLE) != 0;
+	memset(reads, 0, sizeof(*reads));
 	for (uint32 i = 0; i < entry->nrels; i++)
 	{
 		StampedeReadRel *rel = palloc(sizeof(StampedeReadRel));
-		uint16		ncols = get_u16(p + 4);
+		uint16		ncols = get_u16(p + 12);
 
 		rel->relid = get_u32(p);
+		rel->checkas = get_u32(p + 4);
+		rel->modes = get_u32(p + 8);
 		rel->cols = NIL;
 		for (int c = 0; c < ncols; c++)
-			rel->cols = lappend_int(rel->cols, (int16) get_u16(p + 6 + 2 * c));
+			rel->cols = lappend_int(rel->cols, (int16) get_u16(p + 14 + 2 * c));
 		reads->rels = lappend(reads->rels, rel);
-		p += 6 + 2 * ncols;
+		p += 14 + 2 * ncols;
 	}
 	for (uint32 i = 0; i < entry->nfuncs; i++)
 		reads->funcs = lappend_oid(reads->funcs, get_u32(entry->funcs + i * sizeof(Oid)));

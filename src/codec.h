@@ -19,14 +19,51 @@
 #include "nodes/pg_list.h"
 #include "utils/tuplestore.h"
 
-/* Entry flags */
-#define STAMPEDE_ENTRY_PER_ROLE		0x0001	/* rows are kept per role; this
-											 * entry only says so */
+/*
+ * Entry flags.  A stub holds no rows: it says that the rows of its call are
+ * kept per scope (see StampedeScope), under the caller's scope key.
+ */
+#define STAMPEDE_ENTRY_STUB_ROLE		0x0001
+#define STAMPEDE_ENTRY_STUB_SETTINGS	0x0002
+#define STAMPEDE_ENTRY_STUB (STAMPEDE_ENTRY_STUB_ROLE | STAMPEDE_ENTRY_STUB_SETTINGS)
 
-/* One relation a query read, and the columns it read of it (0: whole row). */
+/*
+ * Who may be handed a query's rows, widest first: every caller of the same
+ * identity; only the same effective and session user; only the same users
+ * with the same custom settings (app.tenant, request.jwt.claims, ...).
+ */
+typedef enum StampedeScope
+{
+	STAMPEDE_SCOPE_SHARED = 0,
+	STAMPEDE_SCOPE_ROLE = 1,
+	STAMPEDE_SCOPE_SETTINGS = 2
+} StampedeScope;
+
+#define STAMPEDE_ID_LEN 32		/* SHA-256 */
+
+/*
+ * What a call is, as digests: "local" says everything, down to the OIDs its
+ * names resolved to, and is what a hit on this cluster must match;
+ * "portable" leaves out what only means something on this cluster (OIDs),
+ * for clusters that share entries on purpose.
+ */
+typedef struct StampedeEntryId
+{
+	uint8		local[STAMPEDE_ID_LEN];
+	uint8		portable[STAMPEDE_ID_LEN];
+} StampedeEntryId;
+
+/*
+ * One relation a query read, the user its rights are checked as (InvalidOid:
+ * the caller; a view's owner for what the view reads), and the columns it
+ * read of it (0: whole row).
+ */
 typedef struct StampedeReadRel
 {
 	Oid			relid;
+	Oid			checkas;
+	uint32		modes;			/* ACL_SELECT, or (a sequence that nextval()
+								 * reads) any of ACL_USAGE | ACL_UPDATE */
 	List	   *cols;			/* int list of attribute numbers */
 } StampedeReadRel;
 
@@ -35,7 +72,8 @@ typedef struct StampedeReadSet
 {
 	List	   *rels;			/* StampedeReadRel * */
 	List	   *funcs;			/* OIDs of the functions it calls */
-	bool		per_role;		/* its rows depend on who asks */
+	StampedeScope scope;		/* who else may be handed its rows */
+	const char *unshareable;	/* why nobody else may, or NULL */
 } StampedeReadSet;
 
 /* Builds an entry row by row; stops collecting once past its limit. */
@@ -55,7 +93,10 @@ typedef struct StampedeEntry
 	Size		len;
 	uint16		flags;
 	bool		foreign;		/* written by another cluster */
-	uint64		query_hash;
+	Oid			dbid;			/* the writer's database */
+	uint64		fill_lsn;		/* WAL position when its query started */
+	const uint8 *local_id;
+	const uint8 *portable_id;
 	int			natts;
 	uint64		nrows;
 	const char *key;
@@ -69,7 +110,8 @@ typedef struct StampedeEntry
 } StampedeEntry;
 
 extern void StampedeEncoderInit(StampedeEncoder *enc, Size limit,
-								const char *key, int keylen, uint16 flags, uint64 query_hash,
+								const char *key, int keylen, uint16 flags,
+								const StampedeEntryId *id, uint64 fill_lsn,
 								TupleDesc desc, const StampedeReadSet *reads);
 extern void StampedeEncoderAddRow(StampedeEncoder *enc, TupleDesc desc, HeapTuple tuple);
 extern bool StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len);

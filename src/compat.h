@@ -110,4 +110,42 @@
 #define StampedeCryptohashFinal(ctx, dest, len) pg_cryptohash_final((ctx), (dest))
 #endif
 
+/*
+ * SHA-256 of one buffer, for a call's identity: common/cryptohash.h from
+ * PG 14, common/sha2.h's own functions before.  False on failure.
+ */
+#if PG_VERSION_NUM >= 140000
+static inline bool
+StampedeSha256(const char *data, size_t len, uint8 *out)
+{
+	pg_cryptohash_ctx *ctx = pg_cryptohash_create(PG_SHA256);
+	bool		ok;
+
+	ok = ctx != NULL && pg_cryptohash_init(ctx) == 0 &&
+		pg_cryptohash_update(ctx, (const uint8 *) data, len) == 0 &&
+		StampedeCryptohashFinal(ctx, out, 32) == 0;
+	pg_cryptohash_free(ctx);
+	return ok;
+}
+#else
+#include "common/sha2.h"
+static inline bool
+StampedeSha256(const char *data, size_t len, uint8 *out)
+{
+	pg_sha256_ctx ctx;
+
+	pg_sha256_init(&ctx);
+	pg_sha256_update(&ctx, (const uint8 *) data, len);
+	pg_sha256_final(&ctx, out);
+	return true;
+}
+#endif
+
+/* PG 16 hands back the GUC array with its length; before, two calls. */
+#if PG_VERSION_NUM >= 160000
+#define StampedeGucVariables(n) get_guc_variables(n)
+#else
+#define StampedeGucVariables(n) (*(n) = GetNumConfigOptions(), get_guc_variables())
+#endif
+
 #endif							/* STAMPEDE_COMPAT_H */

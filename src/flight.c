@@ -55,6 +55,7 @@
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "changes.h"
 #include "codec.h"
 #include "compat.h"
 #include "flight.h"
@@ -133,7 +134,7 @@ typedef struct FlightError
 typedef enum ServeResult
 {
 	SERVE_MISS,
-	SERVE_MISS_PER_ROLE,		/* the key's rows are kept per role; none for us */
+	SERVE_MISS_SCOPED,			/* the call's rows are kept per scope; none for us */
 	SERVE_SERVED
 } ServeResult;
 
@@ -186,10 +187,9 @@ key_hash(StampedeKind kind, const char *key, int keylen)
 static void
 flight_locktag(const StampedeStoreKey *key, LOCKTAG *tag)
 {
-	uint64		h = key->hash;
+	uint64		h = hash_bytes_extended((const unsigned char *) &key->variant,
+										2 * sizeof(uint64), key->hash);
 
-	if (OidIsValid(key->roleid))
-		h ^= (uint64) key->roleid * UINT64CONST(0x9E3779B97F4A7C15);
 	SET_LOCKTAG_ADVISORY(*tag, key->dbid, (uint32) (h >> 32), (uint32) h,
 						 STAMPEDE_LOCK_CLASS);
 }
@@ -273,10 +273,44 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 			strlcpy(flight->hint, edata->hint ? edata->hint : "", FLIGHT_TEXT_LEN / 2);
 		}
 	}
-	LockRelease(&mine->tag, ExclusiveLock, true);
+	if (StampedeLockHeldByMe(&mine->tag, ExclusiveLock))
+		LockRelease(&mine->tag, ExclusiveLock, true);
 	nled--;
 	LWLockRelease(flight_shared->lock);
 	return outcome;
+}
+
+/*
+ * A query may release session advisory locks from inside a function
+ * (pg_advisory_unlock_all()), the leader's own among them: its waiters were
+ * then let go while it ran.  Its rows are not stored as if it had led.
+ */
+static void
+flight_check_still_held(void)
+{
+	LedFlight  *mine = &led[nled - 1];
+
+	if (flight_shared != NULL && !StampedeLockHeldByMe(&mine->tag, ExclusiveLock))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("stampede query released the lock of its own single flight"),
+				 errdetail("The query released session advisory locks (pg_advisory_unlock_all() or the like)."),
+				 errhint("Do not release session advisory locks inside a cached query.")));
+}
+
+/* The pid of the backend leading the flight of key now, or 0. */
+static int
+flight_leader_pid(const StampedeStoreKey *key)
+{
+	Flight	   *flight;
+	int			pid = 0;
+
+	LWLockAcquire(flight_shared->lock, LW_SHARED);
+	flight = hash_search(flights, key, HASH_FIND, NULL);
+	if (flight != NULL && flight->state == FLIGHT_RUNNING)
+		pid = flight->leader_pid;
+	LWLockRelease(flight_shared->lock);
+	return pid;
 }
 
 /* Abandon the flights led at nest_level or deeper: a safety net. */
@@ -340,9 +374,10 @@ flight_try_lead(const StampedeStoreKey *key, uint32 *gen)
 	LOCKTAG		tag;
 	Flight	   *flight;
 
+	/* Per key, whatever the variant: a call inside its own key's query. */
 	for (int i = 0; i < nled; i++)
 	{
-		if (memcmp(&led[i].key, key, sizeof(*key)) == 0)
+		if (led[i].key.dbid == key->dbid && led[i].key.hash == key->hash)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_RECURSION),
 					 errmsg("stampede query calls itself for the key it is computing")));
@@ -501,30 +536,65 @@ key_for_message(const StampedeRequest *req)
 	return pnstrdup(req->key, req->keylen);
 }
 
+/* Do rows of indesc fit outdesc, whose dropped columns they do not have? */
 static bool
-serve_entry(StampedeRequest *req, const StampedeEntry *entry)
+row_types_match(TupleDesc indesc, TupleDesc outdesc)
+{
+	int			j = 0;
+
+	for (int i = 0; i < outdesc->natts; i++)
+	{
+		Form_pg_attribute out = TupleDescAttr(outdesc, i);
+		Form_pg_attribute in;
+
+		if (out->attisdropped)
+			continue;
+		if (j >= indesc->natts)
+			return false;
+		in = TupleDescAttr(indesc, j++);
+		if (in->atttypid != out->atttypid ||
+			(out->atttypmod >= 0 && out->atttypmod != in->atttypmod))
+			return false;
+	}
+	return j == indesc->natts;
+}
+
+/*
+ * Hand req the rows of an entry whose identity it matched, if the caller may
+ * have them now: the rights running the query would check, and nothing it
+ * read changed since (a miss otherwise).  A row type that does not match the
+ * caller's is a miss too: running the query says what is wrong (42804), or
+ * replaces rows of a definition that changed.
+ */
+static bool
+serve_entry(StampedeRequest *req, const StampedeEntry *entry, bool shared)
 {
 	StampedeReadSet reads;
 	TupleConversionMap *map = NULL;
 
+	StampedeCheckSchemaUsage(req->schemas);
 	/* Another cluster's OIDs mean nothing here: what would the query read here? */
 	if (entry->foreign)
 	{
 		StampedeQueryReads(req->query, &reads);
-		if (reads.per_role)
+		if (reads.scope != STAMPEDE_SCOPE_SHARED || reads.unshareable != NULL)
 			return false;
 	}
 	else
+	{
 		StampedeEntryReadSet(entry, &reads);
-	if (!StampedeCheckReadRights(&reads))
+		if (StampedeChangedSince(entry->fill_lsn, &reads, entry->dbid))
+			return false;
+	}
+	if (!StampedeCheckReadRights(&reads, shared))
 		return false;
 	if (!StampedeEntryMatchesDesc(entry, req->outdesc))
 	{
 		TupleDesc	indesc = StampedeEntryTupleDesc(entry);
 
-		if (indesc == NULL)
+		if (indesc == NULL || !row_types_match(indesc, req->outdesc))
 			return false;
-		map = StampedeRowTypeMap(indesc, req->outdesc);
+		map = StampedeRowTypeMap(indesc, req->outdesc, key_for_message(req));
 	}
 	if (req->take_entry && map == NULL)
 	{
@@ -541,52 +611,67 @@ serve_entry(StampedeRequest *req, const StampedeEntry *entry)
 /* ---- Valkey keys ---- */
 
 /*
- * What all Valkey names of a stampede key begin with: the namespace and the
- * key's hash, in braces (a hash tag), so that the key's entries, lock,
- * error marker and the rest fall in one Valkey Cluster slot.
+ * What all Valkey names of a stampede key begin with: the namespace, the
+ * database and the key's hash, in braces (a hash tag), so that every
+ * variant of the key, its lock, error marker and the rest fall in one
+ * Valkey Cluster slot.  The database is there whatever the namespace: a
+ * namespace shared on purpose still keeps databases apart.
  */
 static char *
 valkey_prefix(uint64 hash)
 {
 	static char *derived = NULL;
+	static uint64 dbhash = 0;
 	const char *ns = stampede_namespace;
 
-	if (ns == NULL || ns[0] == '\0')
+	if (derived == NULL)
 	{
-		if (derived == NULL)
-		{
-			char	   *dbname = get_database_name(MyDatabaseId);
+		char	   *dbname = get_database_name(MyDatabaseId);
 
-			derived = MemoryContextStrdup(TopMemoryContext,
-										  psprintf(UINT64_FORMAT ":%s", GetSystemIdentifier(),
-												   dbname ? dbname : "?"));
-		}
-		ns = derived;
+		derived = MemoryContextStrdup(TopMemoryContext,
+									  psprintf(UINT64_FORMAT, GetSystemIdentifier()));
+		dbhash = hash_bytes_extended((const unsigned char *) (dbname ? dbname : ""),
+									 dbname ? strlen(dbname) : 0, 0);
 	}
-	return psprintf("stampede:{%s:%016" INT64_MODIFIER "x}:", ns, hash);
+	if (ns == NULL || ns[0] == '\0')
+		ns = derived;
+	return psprintf("stampede:{%s:%016" INT64_MODIFIER "x:%016" INT64_MODIFIER "x}:",
+					ns, dbhash, hash);
 }
 
-/* The Valkey name of skey's entry ('v') or of another of its parts. */
+/* The name of skey's entry among its key's: "variant:scope". */
 static char *
-valkey_key(const StampedeStoreKey *skey, char suffix)
+valkey_member(const StampedeStoreKey *skey)
 {
-	return psprintf("%s%u:%c", valkey_prefix(skey->hash), skey->roleid, suffix);
+	return psprintf("%016" INT64_MODIFIER "x:%" INT64_MODIFIER "x", skey->variant, skey->scope);
 }
 
-/* Every Valkey name of the key whose role-0 store key is skey. */
+/* The Valkey name of skey's entry. */
+static char *
+valkey_key(const StampedeStoreKey *skey)
+{
+	return psprintf("%s%s:v", valkey_prefix(skey->hash), valkey_member(skey));
+}
+
+/*
+ * Every Valkey name of the flight of skey (the call's own, scope 0): the
+ * entry, lock, error marker and channel of its variant, and the key's
+ * generation and list of entries.
+ */
 static void
 valkey_keys(const StampedeStoreKey *skey, StampedeValkeyKeys *keys)
 {
 	char	   *prefix = valkey_prefix(skey->hash);
+	char	   *vprefix = psprintf("%s%016" INT64_MODIFIER "x:", prefix, skey->variant);
 
-	Assert(!OidIsValid(skey->roleid));
+	Assert(skey->scope == 0);
 	keys->prefix = prefix;
-	keys->value = psprintf("%s0:v", prefix);
-	keys->lock = psprintf("%s0:l", prefix);
-	keys->error = psprintf("%s0:e", prefix);
-	keys->channel = psprintf("%s0:c", prefix);
-	keys->generation = psprintf("%s0:g", prefix);
-	keys->roles = psprintf("%s0:r", prefix);
+	keys->value = psprintf("%s0:v", vprefix);
+	keys->lock = psprintf("%sl", vprefix);
+	keys->error = psprintf("%se", vprefix);
+	keys->channel = psprintf("%sc", vprefix);
+	keys->generation = psprintf("%sg", prefix);
+	keys->roles = psprintf("%sr", prefix);
 }
 
 /*
@@ -599,7 +684,7 @@ fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 	*from_valkey = false;
 	if (StampedeValkeyUsable())
 	{
-		const char *vkey = valkey_key(skey, 'v');
+		const char *vkey = valkey_key(skey);
 		char	   *value;
 
 		if (StampedeValkeyGet(1, &vkey, &value, len))
@@ -621,43 +706,56 @@ fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 static ServeResult serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey);
 
 /*
- * May an entry another cluster wrote answer req?  Only where the namespace
- * was set on purpose (the default one names the cluster), for the same
- * query text, with types whose values mean the same here, and not an entry
- * kept per role (role OIDs are that cluster's).  Rights are then checked
- * on what the query would read here (serve_entry).
+ * Is entry the rows (or stub) of the call req makes, with identity id?
+ * Written here: the same database and the whole local identity.  Written by
+ * another cluster: only where the namespace was set on purpose (the
+ * default one names the cluster), the same portable identity, with types
+ * whose values mean the same here, and not kept per scope (role OIDs are
+ * that cluster's); rights are then checked on what the query would read
+ * here (serve_entry).
  */
 static bool
-foreign_entry_usable(const StampedeRequest *req, const StampedeEntry *entry)
+entry_is_for(const StampedeRequest *req, const StampedeEntry *entry,
+			 const StampedeEntryId *id, bool shared)
 {
-	return stampede_namespace != NULL && stampede_namespace[0] != '\0' &&
-		!(entry->flags & STAMPEDE_ENTRY_PER_ROLE) &&
-		entry->query_hash == StampedeQueryHash(req->query) &&
+	if (!StampedeEntryKeyEquals(entry, req->key, req->keylen))
+		return false;
+	if (!entry->foreign)
+		return entry->dbid == MyDatabaseId && StampedeIdEquals(entry->local_id, id->local);
+	return stampede_namespace != NULL && stampede_namespace[0] != '\0' && shared &&
+		!(entry->flags & STAMPEDE_ENTRY_STUB) &&
+		StampedeIdEquals(entry->portable_id, id->portable) &&
 		StampedeEntryTypesPortable(entry);
 }
 
-/* Answer req from an entry's bytes, if they hold rows for it. */
+/*
+ * Answer req from an entry's bytes, if they hold rows for it.  A stub sends
+ * the call on to the rows of its scope, whose address it leaves in req.
+ */
 static ServeResult
 serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size len,
 			bool from_valkey)
 {
 	StampedeEntry entry;
 	ServeResult result = SERVE_MISS;
+	bool		shared = skey->scope == 0;
 
 	if (StampedeEntryParse(data, len, &entry) &&
-		StampedeEntryKeyEquals(&entry, req->key, req->keylen) &&
-		(!entry.foreign || foreign_entry_usable(req, &entry)))
+		entry_is_for(req, &entry, shared ? &req->identity.id : &req->scope_id, shared))
 	{
-		if ((entry.flags & STAMPEDE_ENTRY_PER_ROLE) && !OidIsValid(skey->roleid))
+		if ((entry.flags & STAMPEDE_ENTRY_STUB) && shared)
 		{
-			StampedeStoreKey rolekey = *skey;
+			StampedeStoreKey scopekey = *skey;
+			StampedeScope scope = (entry.flags & STAMPEDE_ENTRY_STUB_SETTINGS) ?
+				STAMPEDE_SCOPE_SETTINGS : STAMPEDE_SCOPE_ROLE;
 
-			rolekey.roleid = GetUserId();
-			result = serve_from_store(req, &rolekey);
+			scopekey.scope = StampedeScopeIdentity(&req->identity.id, scope, &req->scope_id);
+			req->scope_key = scopekey.scope;
+			result = serve_from_store(req, &scopekey);
 			if (result == SERVE_MISS)
-				result = SERVE_MISS_PER_ROLE;
+				result = SERVE_MISS_SCOPED;
 		}
-		else if (!(entry.flags & STAMPEDE_ENTRY_PER_ROLE) && serve_entry(req, &entry))
+		else if (!(entry.flags & STAMPEDE_ENTRY_STUB) && serve_entry(req, &entry, shared))
 		{
 			result = SERVE_SERVED;
 			if (from_valkey)
@@ -695,7 +793,7 @@ run_uncached(StampedeRequest *req)
 {
 	StampedeRunResult result;
 
-	StampedeRunQuery(req->query, req->key, req->keylen, req->outdesc,
+	StampedeRunQuery(req->query, req->key, req->keylen, NULL, req->outdesc,
 					 req->tupstore, 0, &result);
 	StampedeStatsCount(STAT_EXECUTIONS);
 }
@@ -722,6 +820,7 @@ error_belongs_to_leader(int sqlerrcode)
 }
 
 static void raise_leaders_error(const StampedeRequest *req, const FlightError *error);
+static void raise_lock_timeout(const StampedeRequest *req, int leader_pid);
 
 /* ---- single flight across servers, through Valkey ---- */
 
@@ -860,6 +959,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 	int			delay = stampede_backoff_base_ms;
 	bool		waited = false;
 	char	   *holder = "";	/* the token of the lock we last saw held */
+	TimestampTz lock_deadline = 0;
 
 	if (!pg_strong_random(random_bytes, sizeof(random_bytes)))
 		elog(ERROR, "could not generate a random lock token");
@@ -867,6 +967,8 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		snprintf(token + 2 * i, 3, "%02x", random_bytes[i]);
 	if (stampede_max_wait_ms > 0)
 		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stampede_max_wait_ms);
+	if (LockTimeout > 0)
+		lock_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LockTimeout);
 
 	for (;;)
 	{
@@ -918,6 +1020,10 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 			}
 		}
 
+		/* As a lock wait would: the session's lock_timeout ends it. */
+		if (lock_deadline != 0 && GetCurrentTimestamp() >= lock_deadline &&
+			(deadline == 0 || lock_deadline < deadline))
+			raise_lock_timeout(req, 0);
 		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
 		{
 			StampedeStatsCount(STAT_TIMEOUTS);
@@ -945,6 +1051,8 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		sleep_ms = delay + (long) (pg_prng_double(&pg_global_prng_state) * stampede_backoff_base_ms);
 		if (deadline != 0)
 			sleep_ms = Min(sleep_ms, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline), 1));
+		if (lock_deadline != 0)
+			sleep_ms = Min(sleep_ms, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), lock_deadline), 1));
 		/* The backoff stays, as the safety net for a lost wake-up. */
 		wait_start = GetCurrentTimestamp();
 		if (StampedeValkeySubscribed())
@@ -971,17 +1079,26 @@ remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int np
 	int64		ttl_ms = Min(req->ttl_ms, INT64CONST(3155760000000));
 	bool		ok = true;
 
-	/* With a per-role stub, the stub goes first and the role's rows last. */
+	char	   *members = "";
+
+	/*
+	 * With a scope's stub, the stub goes first and the scope's rows last;
+	 * the key's list of entries names both, for stampede_invalidate.
+	 */
 	for (int i = 0; i < nputs - 1 && ok; i++)
-		ok = StampedeValkeySet(valkey_key(&puts[i].key, 'v'), puts[i].data, puts[i].len,
+	{
+		ok = StampedeValkeySet(valkey_key(&puts[i].key), puts[i].data, puts[i].len,
 							   ttl_ms, false, NULL);
+		members = psprintf("%s%s ", members, valkey_member(&puts[i].key));
+	}
 	if (ok && nputs > 0)
-		ok = StampedeValkeyStoreAndUnlock(&rk->keys, valkey_key(&puts[nputs - 1].key, 'v'),
-										  puts[nputs - 1].key.roleid,
+		ok = StampedeValkeyStoreAndUnlock(&rk->keys, valkey_key(&puts[nputs - 1].key),
+										  psprintf("%s%s", members,
+												   valkey_member(&puts[nputs - 1].key)),
 										  puts[nputs - 1].data, puts[nputs - 1].len,
 										  ttl_ms, rk->token, rk->generation);
 	else if (ok)
-		ok = StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, InvalidOid, NULL, 0,
+		ok = StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, "", NULL, 0,
 										  1, rk->token, rk->generation);
 	if (ok)
 	{
@@ -1002,7 +1119,7 @@ remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
 	HOLD_INTERRUPTS();
 	if (!leaders)
 		remote_put_error(rk, edata);
-	(void) StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, InvalidOid, NULL, 0,
+	(void) StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, "", NULL, 0,
 										1, rk->token, rk->generation);
 	RESUME_INTERRUPTS();
 	rk->token = NULL;
@@ -1025,6 +1142,12 @@ notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result)
 						key_for_message(req)),
 				 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see."),
 				 errhint("Read through stampede before writing, or in another transaction.")));
+	else if (result->reads.unshareable != NULL)
+		ereport(NOTICE,
+				(errmsg("result of stampede key \"%s\" is not cached: %s",
+						key_for_message(req), _(result->reads.unshareable)),
+				 errdetail("Its rows may differ for another session, so they were returned but not stored."),
+				 errhint("See \"Who sees what\" in stampede's README for what can be shared.")));
 	else
 		ereport(NOTICE,
 				(errmsg("result of stampede key \"%s\" is too large to cache",
@@ -1037,9 +1160,13 @@ notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result)
 				 errhint("Raise stampede.max_entry_size or stampede.local_cache_size, or cache a smaller result.")));
 }
 
-/* The leader's part: double-check, run, store, end the flight. */
+/*
+ * The leader's part: double-check, run, store, end the flight.  skey is the
+ * call's own store key (scope 0), fkey the flight's (a scope's, when a stub
+ * said the rows are kept per scope).
+ */
 static void
-lead(StampedeRequest *req, const StampedeStoreKey *skey)
+lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey *fkey)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 
@@ -1089,10 +1216,11 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 			goto done;
 		}
 
-		StampedeRunQuery(req->query, req->key, req->keylen, req->outdesc,
-						 req->tupstore, (Size) stampede_max_entry_size_kb * 1024,
-						 &result);
+		StampedeRunQuery(req->query, req->key, req->keylen, &req->identity.id,
+						 req->outdesc, req->tupstore,
+						 (Size) stampede_max_entry_size_kb * 1024, &result);
 		StampedeStatsCount(STAT_EXECUTIONS);
+		flight_check_still_held();
 
 		/*
 		 * Rows of a transaction that wrote what they read may show its
@@ -1101,18 +1229,19 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey)
 		if (result.saw_own_writes)
 			result.entry = NULL;
 
-		if (result.entry != NULL && result.reads.per_role)
+		if (result.entry != NULL && result.reads.scope != STAMPEDE_SCOPE_SHARED)
 		{
 			StampedeEncoder encoder;
 
-			/* Rows under the role; a stub under the key says so. */
+			/* Rows under the scope; a stub under the call says so. */
 			StampedeEncoderInit(&encoder, MaxAllocSize, req->key, req->keylen,
-								STAMPEDE_ENTRY_PER_ROLE, StampedeQueryHash(req->query),
-								result.resultdesc, NULL);
+								result.reads.scope == STAMPEDE_SCOPE_ROLE ?
+								STAMPEDE_ENTRY_STUB_ROLE : STAMPEDE_ENTRY_STUB_SETTINGS,
+								&req->identity.id, result.fill_lsn, result.resultdesc, NULL);
 			StampedeEncoderFinish(&encoder, &stub, &stub_len);
 			puts[nputs++] = (FlightPut) {*skey, stub, stub_len};
 			puts[nputs] = (FlightPut) {*skey, result.entry, result.entry_len};
-			puts[nputs++].key.roleid = GetUserId();
+			puts[nputs++].key.scope = result.scope_key;
 		}
 		else if (result.entry != NULL)
 			puts[nputs++] = (FlightPut) {*skey, result.entry, result.entry_len};
@@ -1160,7 +1289,7 @@ done:
 			LWLockRelease(flight_shared->lock);
 		StampedeValkeyUnsubscribe();
 		remote_abandon(rk, edata, leaders);
-		if (nled > 0 && memcmp(&led[nled - 1].key, skey, sizeof(*skey)) == 0)
+		if (nled > 0 && memcmp(&led[nled - 1].key, fkey, sizeof(*fkey)) == 0)
 			flight_end(leaders ? FLIGHT_ABANDONED : FLIGHT_FAILED, edata, NULL, 0, 0);
 		FreeErrorData(edata);
 		PG_RE_THROW();
@@ -1168,10 +1297,21 @@ done:
 	PG_END_TRY();
 }
 
-/* Raise, in a waiter, the error the leader's query raised. */
+/*
+ * Raise, in a waiter, the error the leader's query raised.  Its text may
+ * show values the leader read: only a caller that may read what the query
+ * reads gets it.  Others get the error running the query would give them
+ * (parse analysis here raises missing objects and schema rights, the check
+ * of the read set 42501).
+ */
 static void
 raise_leaders_error(const StampedeRequest *req, const FlightError *error)
 {
+	StampedeReadSet reads;
+
+	StampedeCheckSchemaUsage(req->schemas);
+	StampedeQueryReads(req->query, &reads);
+	(void) StampedeCheckReadRights(&reads, false);
 	StampedeStatsCount(STAT_ERRORS);
 	ereport(ERROR,
 			(errcode(error->sqlerrcode),
@@ -1180,6 +1320,47 @@ raise_leaders_error(const StampedeRequest *req, const FlightError *error)
 			 error->hint ? errhint("%s", error->hint) : 0,
 			 errcontext("stampede key \"%s\": raised by the query run for it by process %d",
 						key_for_message(req), error->leader_pid)));
+}
+
+/* A wait ended by the session's lock_timeout: which key, and who leads it. */
+static void
+raise_lock_timeout(const StampedeRequest *req, int leader_pid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+			 errmsg("canceling wait for stampede key \"%s\" due to lock timeout",
+					key_for_message(req)),
+			 leader_pid > 0 ?
+			 errdetail("Process %d is computing it; lock_timeout is %d ms.", leader_pid, LockTimeout) :
+			 errdetail("Another server is computing it; lock_timeout is %d ms.", LockTimeout),
+			 errhint("Raise lock_timeout, or bound the wait with stampede.max_wait instead.")));
+}
+
+/* flight_wait, with an error that names the key when lock_timeout ends it. */
+static bool
+flight_wait_saying_why(const StampedeRequest *req, const StampedeStoreKey *fkey,
+					   TimestampTz deadline)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	bool		granted = false;
+
+	PG_TRY();
+	{
+		granted = flight_wait(fkey, deadline);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
+			PG_RE_THROW();
+		FlushErrorState();
+		raise_lock_timeout(req, flight_leader_pid(fkey));
+	}
+	PG_END_TRY();
+	return granted;
 }
 
 /*
@@ -1195,10 +1376,11 @@ StampedeServe(StampedeRequest *req)
 	TimestampTz deadline = 0;
 	bool		waited = false;
 
+	StampedeCallIdentity(req->kind, req->key, req->keylen, req->query, &req->identity);
 	memset(&skey, 0, sizeof(skey));
 	skey.dbid = MyDatabaseId;
-	skey.roleid = InvalidOid;
 	skey.hash = key_hash(req->kind, req->key, req->keylen);
+	skey.variant = req->identity.variant;
 
 	/* Valkey configured, but its circuit is open: this call is a fallback. */
 	if (StampedeValkeyConfigured() && !StampedeValkeyUsable())
@@ -1223,12 +1405,12 @@ StampedeServe(StampedeRequest *req)
 
 		CHECK_FOR_INTERRUPTS();
 		fkey = skey;
-		if (served == SERVE_MISS_PER_ROLE)
-			fkey.roleid = GetUserId();
+		if (served == SERVE_MISS_SCOPED)
+			fkey.scope = req->scope_key;
 
 		if (flight_try_lead(&fkey, &gen))
 		{
-			lead(req, &skey);
+			lead(req, &skey, &fkey);
 			return;
 		}
 
@@ -1237,7 +1419,7 @@ StampedeServe(StampedeRequest *req)
 			StampedeStatsCount(STAT_LOCK_WAITS);
 		waited = true;
 		wait_start = GetCurrentTimestamp();
-		granted = flight_wait(&fkey, deadline);
+		granted = flight_wait_saying_why(req, &fkey, deadline);
 		StampedeStatsAdd(STAT_WAIT_TIME_US, GetCurrentTimestamp() - wait_start);
 		if (!granted)
 		{
@@ -1274,7 +1456,7 @@ StampedeServe(StampedeRequest *req)
 }
 
 /*
- * Remove every entry of key (each kind, each role) and make flights of key
+ * Remove every entry of key (each kind, variant and scope) and make flights of key
  * that are running now not store their rows: they were computed before the
  * invalidation.  True when a live entry was removed.
  */
@@ -1303,8 +1485,7 @@ StampedeInvalidate(const char *key, int keylen)
 					flight->state == FLIGHT_RUNNING)
 					flight->invalidated = true;
 			}
-			removed |= StampedeStoreDelete(&skey);
-			removed |= StampedeStoreDeleteAllRoles(skey.dbid, skey.hash) > 0;
+			removed |= StampedeStoreDeleteKey(skey.dbid, skey.hash) > 0;
 			LWLockRelease(flight_shared->lock);
 		}
 

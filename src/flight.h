@@ -13,6 +13,8 @@
 #include "access/tupdesc.h"
 #include "utils/tuplestore.h"
 
+#include "identity.h"
+
 /* What form an entry holds; the same key in two forms is two entries. */
 typedef enum StampedeKind
 {
@@ -28,6 +30,7 @@ typedef struct StampedeRequest
 	const char *key;			/* keylen bytes, not NUL-terminated */
 	int			keylen;
 	const char *query;			/* one checked statement */
+	List	   *schemas;		/* the schemas it names explicitly */
 	int64		ttl_ms;
 	StampedeKind kind;
 	TupleDesc	outdesc;		/* the row type the caller asked for */
@@ -41,6 +44,11 @@ typedef struct StampedeRequest
 	bool		take_entry;
 	char	   *entry_data;
 	Size		entry_len;
+
+	/* Filled in while serving. */
+	StampedeIdentity identity;	/* what the call is */
+	uint64		scope_key;		/* a stub said: rows kept under this scope */
+	StampedeEntryId scope_id;	/* ... with this identity */
 } StampedeRequest;
 
 extern Size StampedeFlightShmemSize(void);

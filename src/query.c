@@ -8,12 +8,38 @@
  *	  TABLE, WITH ... SELECT), without SELECT INTO, FOR UPDATE/SHARE or
  *	  data-modifying WITH.  It runs with the caller's rights and snapshot.
  *
- *	  While planning, we record what the query reads: the relations and
- *	  columns checked with the caller's rights, and the functions it calls.
- *	  A hit repeats exactly those checks for the role asking, so that it
- *	  never hands a role rows it could not have read itself.  Rows that can
- *	  differ by role (row-level security, role-dependent functions) are kept
- *	  per role instead.
+ *	  Before running, we record what the query reads: every relation, with
+ *	  the columns read and the user its rights are checked as (the caller,
+ *	  or a view's owner for what the view reads), and the functions it
+ *	  calls.  A hit repeats exactly those checks, as running the query
+ *	  would, so that it never hands a role rows it could not have read
+ *	  itself; and the schemas the text names explicitly must still grant
+ *	  USAGE (those it reaches through search_path are in the call's
+ *	  identity: see identity.c).
+ *
+ *	  Who else may be handed the rows (StampedeScope), by what the query
+ *	  reads and calls:
+ *
+ *		shared		relations without row-level security, immutable
+ *					functions, and built-ins that depend only on their
+ *					arguments, the data and the settings in the identity;
+ *		role		built-ins that tell who the user is or what the user may
+ *					do (current_user, has_*_privilege, pg_has_role, ...):
+ *					the same effective and session user only;
+ *		settings	row-level security (a policy may read any setting),
+ *					foreign tables (user mappings), and functions of users
+ *					and extensions that are not immutable (they may read
+ *					anything the caller can, and any setting),
+ *					current_setting() of a custom setting: the same users
+ *					with the same custom settings only;
+ *		nobody		temporary tables and functions, built-ins that read
+ *					session, backend or server state or data outside the
+ *					query (settings by other names, sequences, large objects,
+ *					files, statistics and activity, query_to_xml and the
+ *					like, pg_try_advisory_lock, WAL and recovery), and every
+ *					volatile built-in but a few known to read nothing
+ *					(random, clock_timestamp, ...): the rows go to their
+ *					caller and are not stored.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +51,8 @@
 #include "access/tupconvert.h"
 #include "access/sysattr.h"
 #include "catalog/catalog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_proc.h"
 #include "common/hashfn.h"
@@ -34,6 +62,7 @@
 #include "storage/lock.h"
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
+#include "nodes/makefuncs.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -45,7 +74,9 @@
 #include "utils/rls.h"
 #include "utils/syscache.h"
 
+#include "changes.h"
 #include "compat.h"
+#include "identity.h"
 #include "query.h"
 
 /*
@@ -56,6 +87,7 @@
 static char *checked_query = NULL;
 static int	checked_query_len = -1;
 static char *checked_statement = NULL;
+static List *checked_schemas = NIL;
 
 static void
 reject_query(const char *detail)
@@ -67,14 +99,45 @@ reject_query(const char *detail)
 			 errhint("Pass one SELECT, VALUES, TABLE or WITH ... SELECT statement.")));
 }
 
+/* The schema of a qualified name (schema.name or catalog.schema.name). */
+static void
+collect_qualifier(List *names, List **schemas)
+{
+	if (list_length(names) >= 2)
+	{
+		Node	   *schema = list_nth(names, list_length(names) - 2);
+
+		if (IsA(schema, String))
+			*schemas = list_append_unique(*schemas, schema);
+	}
+}
+
+/* Every schema the raw statement names explicitly: those need USAGE. */
+static bool
+collect_schemas_walker(Node *node, List **schemas)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, RangeVar) && ((RangeVar *) node)->schemaname)
+		*schemas = list_append_unique(*schemas, makeString(((RangeVar *) node)->schemaname));
+	else if (IsA(node, FuncCall))
+		collect_qualifier(((FuncCall *) node)->funcname, schemas);
+	else if (IsA(node, TypeName))
+		collect_qualifier(((TypeName *) node)->names, schemas);
+	else if (IsA(node, A_Expr) && ((A_Expr *) node)->kind == AEXPR_OP)
+		collect_qualifier(((A_Expr *) node)->name, schemas);
+	return raw_expression_tree_walker(node, collect_schemas_walker, (void *) schemas);
+}
+
 /*
  * Check that the query text (querylen bytes, not NUL-terminated) is one
  * statement that only reads and returns rows, and return that statement's
  * text alone (no trailing semicolon or comment), so that it can be wrapped.
- * Raises the error that says what is wrong.
+ * *schemas: the schemas it names explicitly (String nodes).  Raises the
+ * error that says what is wrong.
  */
 char *
-StampedeCheckQuery(const char *querytext, int querylen)
+StampedeCheckQuery(const char *querytext, int querylen, List **schemas)
 {
 	List	   *parsetree;
 	RawStmt    *raw;
@@ -84,7 +147,10 @@ StampedeCheckQuery(const char *querytext, int querylen)
 	char	   *query;
 
 	if (querylen == checked_query_len && memcmp(checked_query, querytext, querylen) == 0)
+	{
+		*schemas = checked_schemas;
 		return checked_statement;
+	}
 
 	query = pnstrdup(querytext, querylen);
 	parsetree = pg_parse_query(query);
@@ -127,12 +193,16 @@ StampedeCheckQuery(const char *querytext, int querylen)
 	{
 		pfree(checked_query);
 		pfree(checked_statement);
+		list_free_deep(checked_schemas);
 		checked_query_len = -1;
 	}
+	checked_schemas = NIL;
+	(void) collect_schemas_walker(copyObject(raw->stmt), &checked_schemas);
 	checked_statement = pnstrdup(query + raw->stmt_location, len);
 	checked_query = pnstrdup(querytext, querylen);
 	checked_query_len = querylen;
 	MemoryContextSwitchTo(oldcxt);
+	*schemas = checked_schemas;
 	return checked_statement;
 }
 
@@ -143,10 +213,25 @@ typedef struct ReadCollector
 	StampedeReadSet *reads;
 	List	   *relids;			/* every relation read, views' included */
 	bool		locks_rows;
+	bool		unlocks;		/* releases session advisory locks */
 } ReadCollector;
 
 static void
-collect_relation(ReadCollector *collector, Oid relid, Bitmapset *selected)
+narrow_scope(ReadCollector *collector, StampedeScope scope)
+{
+	collector->reads->scope = Max(collector->reads->scope, scope);
+}
+
+static void
+unshareable(ReadCollector *collector, const char *why)
+{
+	if (collector->reads->unshareable == NULL)
+		collector->reads->unshareable = why;
+}
+
+static void
+collect_relation(ReadCollector *collector, Oid relid, Oid checkas, uint32 modes,
+				 Bitmapset *selected)
 {
 	StampedeReadRel *rel = NULL;
 	ListCell   *lc;
@@ -154,40 +239,140 @@ collect_relation(ReadCollector *collector, Oid relid, Bitmapset *selected)
 
 	foreach(lc, collector->reads->rels)
 	{
-		if (((StampedeReadRel *) lfirst(lc))->relid == relid)
-			rel = lfirst(lc);
+		StampedeReadRel *r = lfirst(lc);
+
+		if (r->relid == relid && r->checkas == checkas && r->modes == modes)
+			rel = r;
 	}
 	if (rel == NULL)
 	{
 		rel = palloc0(sizeof(StampedeReadRel));
 		rel->relid = relid;
+		rel->checkas = checkas;
+		rel->modes = modes;
 		collector->reads->rels = lappend(collector->reads->rels, rel);
 	}
 	while ((col = bms_next_member(selected, col)) >= 0)
 		rel->cols = list_append_unique_int(rel->cols, col + FirstLowInvalidHeapAttributeNumber);
 }
 
-/*
- * A function whose result may depend on who calls it: the roles' own
- * functions, unless SECURITY DEFINER (those run as their owner), and the
- * built-ins that tell who the user is.
- */
-static bool
-function_depends_on_role(Oid funcid)
+/* Who may share the rows of a relation read: see the file's banner. */
+static void
+classify_relation(ReadCollector *collector, Oid relid)
 {
-	HeapTuple	tuple;
-	bool		secdef;
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Form_pg_class form;
 
-	if (funcid == F_CURRENT_USER || funcid == F_SESSION_USER)
-		return true;
-	if (funcid < FirstNormalObjectId)
-		return false;
-	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
 	if (!HeapTupleIsValid(tuple))
-		return true;
-	secdef = ((Form_pg_proc) GETSTRUCT(tuple))->prosecdef;
+	{
+		unshareable(collector, gettext_noop("it reads a relation that is gone"));
+		return;
+	}
+	form = (Form_pg_class) GETSTRUCT(tuple);
+	if (form->relpersistence == RELPERSISTENCE_TEMP || isAnyTempNamespace(form->relnamespace))
+		unshareable(collector, gettext_noop("it reads a temporary table, which only this session sees"));
+	if (form->relrowsecurity)
+		narrow_scope(collector, STAMPEDE_SCOPE_SETTINGS);
+	if (form->relkind == RELKIND_FOREIGN_TABLE)
+		narrow_scope(collector, STAMPEDE_SCOPE_SETTINGS);
 	ReleaseSysCache(tuple);
-	return !secdef;
+}
+
+static bool
+name_in(const char *name, const char *const *names)
+{
+	for (; *names; names++)
+	{
+		size_t		len = strlen(*names);
+
+		/* "prefix_*" matches every name that begins with prefix_. */
+		if ((*names)[len - 1] == '*' ? strncmp(name, *names, len - 1) == 0
+			: strcmp(name, *names) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Built-ins whose result tells who the user is or what the user may do. */
+static const char *const role_builtins[] = {
+	"current_user", "session_user", "current_role", "user", "pg_has_role",
+	"row_security_active", "has_*", NULL
+};
+
+/*
+ * Built-ins that read session, backend or server state, or data outside the
+ * query's own relations, or that act: nobody else may be handed their rows.
+ */
+static const char *const unshareable_builtins[] = {
+	"pg_stat_*", "pg_ls_*", "pg_read_*", "lo_*", "loread", "lowrite",
+	"pg_try_advisory_*", "txid_*", "pg_current_*", "pg_last_*",
+	"pg_wal_*", "pg_is_*", "pg_get_wal_*", "pg_replication_*", "pg_logical_*",
+	"pg_control_*", "pg_backup_*", "pg_xact_*", "pg_snapshot_*", "pg_visible_in_snapshot",
+	"query_to_xml*", "cursor_to_xml*", "table_to_xml*", "schema_to_xml*", "database_to_xml*",
+	"pg_show_all_settings", "pg_show_all_file_settings", "pg_hba_file_rules",
+	"pg_ident_file_mappings", "pg_settings_get_flags", "set_config",
+	"currval", "lastval", "setval", "setseed", "pg_backend_pid",
+	"pg_blocking_pids", "pg_safe_snapshot_blocking_pids", "pg_isolation_test_session_is_blocked",
+	"inet_client_addr", "inet_client_port", "inet_server_addr", "inet_server_port",
+	"pg_my_temp_schema", "pg_trigger_depth", "pg_listening_channels",
+	"pg_notification_queue_usage", "pg_notify", "pg_cancel_backend", "pg_terminate_backend",
+	"pg_reload_conf", "pg_rotate_logfile", "pg_conf_load_time", "pg_postmaster_start_time",
+	"pg_sequence_last_value", "pg_sequence_parameters", "pg_get_backend_memory_contexts",
+	"pg_log_backend_memory_contexts", "pg_get_shmem_allocations", "pg_get_replication_slots",
+	"pg_prepared_statement", "pg_cursor", "pg_prepared_xact", "pg_lock_status",
+	"pg_export_snapshot", "pg_config", "pg_promote", "pg_switch_wal",
+	"pg_create_*", "pg_drop_*", "pg_copy_*", "pg_import_system_collations", NULL
+};
+
+/*
+ * Volatile built-ins that read nothing but a clock or a random source,
+ * advisory locks that only wait (they return nothing), and nextval(), which
+ * classify_nextval() sees to.
+ */
+static const char *const harmless_volatile_builtins[] = {
+	"random", "random_normal", "clock_timestamp", "timeofday", "gen_random_uuid",
+	"pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_advisory_lock*",
+	"pg_advisory_xact_lock*", "nextval", NULL
+};
+
+/* Session-level advisory unlocks would release the leader's own lock. */
+static const char *const unlock_builtins[] = {
+	"pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all", NULL
+};
+
+/* Who may share the rows of a function's result: see the file's banner. */
+static void
+classify_function(ReadCollector *collector, Oid funcid)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcid));
+	Form_pg_proc form;
+	const char *name;
+
+	if (!HeapTupleIsValid(tuple))
+	{
+		unshareable(collector, gettext_noop("it calls a function that is gone"));
+		return;
+	}
+	form = (Form_pg_proc) GETSTRUCT(tuple);
+	name = NameStr(form->proname);
+	if (isAnyTempNamespace(form->pronamespace))
+		unshareable(collector, gettext_noop("it calls a temporary function"));
+	else if (funcid >= FirstNormalObjectId)
+	{
+		/* Users' and extensions' own: they may read any setting. */
+		if (form->provolatile != PROVOLATILE_IMMUTABLE)
+			narrow_scope(collector, STAMPEDE_SCOPE_SETTINGS);
+	}
+	else if (name_in(name, unlock_builtins))
+		collector->unlocks = true;
+	else if (name_in(name, role_builtins))
+		narrow_scope(collector, STAMPEDE_SCOPE_ROLE);
+	else if (name_in(name, unshareable_builtins))
+		unshareable(collector, gettext_noop("it calls a function that reads session, server or outside state"));
+	else if (form->provolatile == PROVOLATILE_VOLATILE &&
+			 !name_in(name, harmless_volatile_builtins))
+		unshareable(collector, gettext_noop("it calls a volatile function"));
+	ReleaseSysCache(tuple);
 }
 
 static bool
@@ -196,9 +381,51 @@ collect_function(Oid funcid, void *context)
 	ReadCollector *collector = context;
 
 	collector->reads->funcs = list_append_unique_oid(collector->reads->funcs, funcid);
-	if (function_depends_on_role(funcid))
-		collector->reads->per_role = true;
 	return false;
+}
+
+/*
+ * current_setting() of a custom setting (a dotted name given as a constant,
+ * such as app.tenant) puts the rows in the settings scope, whose identity
+ * holds every custom setting; of any other setting, or of a name computed
+ * at run time, it makes them unshareable.
+ */
+/*
+ * nextval() of a sequence named by a constant reads the sequence (and moves
+ * it on): a hit needs the rights nextval() checks, USAGE or UPDATE on it.
+ * Of a sequence computed at run time, it is not shareable.
+ */
+static void
+classify_nextval(ReadCollector *collector, FuncExpr *func)
+{
+	Const	   *arg = func->args ? (Const *) linitial(func->args) : NULL;
+
+	if (arg == NULL || !IsA(arg, Const) || arg->constisnull || arg->consttype != REGCLASSOID)
+	{
+		unshareable(collector, gettext_noop("it calls nextval() of a sequence named at run time"));
+		return;
+	}
+	collect_relation(collector, DatumGetObjectId(arg->constvalue), InvalidOid,
+					 ACL_USAGE | ACL_UPDATE, NULL);
+	classify_relation(collector, DatumGetObjectId(arg->constvalue));
+}
+
+static void
+classify_setting_read(ReadCollector *collector, FuncExpr *func)
+{
+	Const	   *arg = func->args ? (Const *) linitial(func->args) : NULL;
+	char	   *name;
+
+	if (arg == NULL || !IsA(arg, Const) || arg->constisnull || arg->consttype != TEXTOID)
+	{
+		unshareable(collector, gettext_noop("it reads a setting named at run time"));
+		return;
+	}
+	name = TextDatumGetCString(arg->constvalue);
+	if (strchr(name, '.') != NULL && pg_strncasecmp(name, "stampede.", 9) != 0)
+		narrow_scope(collector, STAMPEDE_SCOPE_SETTINGS);
+	else
+		unshareable(collector, gettext_noop("it reads a setting that is not in its identity"));
 }
 
 static bool
@@ -223,13 +450,11 @@ collect_walker(Node *node, void *context)
 			if (rte->rtekind != RTE_RELATION)
 				continue;
 			collector->relids = list_append_unique_oid(collector->relids, rte->relid);
-			if (check_enable_rls(rte->relid, InvalidOid, true) != RLS_NONE)
-				collector->reads->per_role = true;
+			classify_relation(collector, rte->relid);
 			/* Relations read through a view are checked as the view's owner. */
-			if (StampedeRteRequiresSelect(query, rte) &&
-				!OidIsValid(StampedeRteCheckAsUser(query, rte)))
-				collect_relation(collector, rte->relid,
-								 StampedeRteSelectedCols(query, rte));
+			if (StampedeRteRequiresSelect(query, rte))
+				collect_relation(collector, rte->relid, StampedeRteCheckAsUser(query, rte),
+								 ACL_SELECT, StampedeRteSelectedCols(query, rte));
 		}
 		return query_tree_walker(query, collect_walker, context, 0);
 	}
@@ -240,9 +465,14 @@ collect_walker(Node *node, void *context)
 
 		if (op == SVFOP_CURRENT_ROLE || op == SVFOP_CURRENT_USER ||
 			op == SVFOP_USER || op == SVFOP_SESSION_USER)
-			collector->reads->per_role = true;
+			narrow_scope(collector, STAMPEDE_SCOPE_ROLE);
 	}
 #endif
+	if (IsA(node, FuncExpr) && (((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT ||
+								((FuncExpr *) node)->funcid == F_CURRENT_SETTING_TEXT_BOOL))
+		classify_setting_read(collector, (FuncExpr *) node);
+	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
+		classify_nextval(collector, (FuncExpr *) node);
 	check_functions_in_node(node, collect_function, context);
 	return expression_tree_walker(node, collect_walker, context);
 }
@@ -270,16 +500,28 @@ prepare_query(const char *query, SPIPlanPtr *plan)
 	return plansource;
 }
 
-/* What the prepared query reads; rejects one that locks or modifies rows. */
+/*
+ * What the prepared query reads, and who may share its rows; rejects one
+ * that locks or modifies rows, or releases session advisory locks (the
+ * leader's own among them).
+ */
 static void
 collect_reads(CachedPlanSource *plansource, StampedeReadSet *reads, ReadCollector *collector)
 {
+	ListCell   *lc;
+
 	collector->reads = reads;
 	collector->relids = NIL;
 	collector->locks_rows = false;
+	collector->unlocks = false;
 	collect_walker((Node *) linitial(plansource->query_list), collector);
 	if (collector->locks_rows)
 		reject_query(_("The query locks or modifies rows."));
+	if (collector->unlocks)
+		reject_query(_("The query releases session advisory locks, which would release stampede's own."));
+	/* Functions are classified once each, whatever the number of calls. */
+	foreach(lc, reads->funcs)
+		classify_function(collector, lfirst_oid(lc));
 }
 
 /*
@@ -302,13 +544,6 @@ StampedeQueryReads(const char *query, StampedeReadSet *reads)
 	collect_reads(plansource, reads, &collector);
 	SPI_finish();
 	MemoryContextSwitchTo(callercxt);
-}
-
-/* The hash an entry records of its query's text, the same on every cluster. */
-uint64
-StampedeQueryHash(const char *query)
-{
-	return hash_bytes_extended((const unsigned char *) query, strlen(query), 0);
 }
 
 /*
@@ -341,25 +576,58 @@ wrote_to_any(List *relids)
 	return false;
 }
 
+/* Does attribute attno of relid exist now (not dropped)? */
+static bool
+column_exists(Oid relid, AttrNumber attno)
+{
+	HeapTuple	tuple;
+	bool		exists;
+
+	if (attno <= 0)
+		return true;
+	tuple = SearchSysCache2(ATTNUM, ObjectIdGetDatum(relid), Int16GetDatum(attno));
+	if (!HeapTupleIsValid(tuple))
+		return false;
+	exists = !((Form_pg_attribute) GETSTRUCT(tuple))->attisdropped;
+	ReleaseSysCache(tuple);
+	return exists;
+}
+
 /*
  * Does the role asking for a hit hold the rights that running the query
- * would check?  Raises the same permission error the query would.  False
- * when something the query read is gone (the entry is stale: a miss).
+ * would check, each as the user the query would check it as (a view's owner
+ * for what the view reads)?  Raises the same permission error the query
+ * would.  False when the entry no longer describes what the query would do
+ * (a miss): something it read is gone, or a relation it read has row-level
+ * security now while the rows were shared.
  */
 bool
-StampedeCheckReadRights(const StampedeReadSet *reads)
+StampedeCheckReadRights(const StampedeReadSet *reads, bool shared)
 {
-	Oid			userid = GetUserId();
 	ListCell   *lc;
 
 	foreach(lc, reads->rels)
 	{
 		StampedeReadRel *rel = lfirst(lc);
+		Oid			userid = OidIsValid(rel->checkas) ? rel->checkas : GetUserId();
+		HeapTuple	tuple;
+		bool		rls;
 		ListCell   *lc2;
 		bool		allowed = true;
 
-		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel->relid)))
+		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel->relid));
+		if (!HeapTupleIsValid(tuple))
 			return false;
+		rls = ((Form_pg_class) GETSTRUCT(tuple))->relrowsecurity;
+		ReleaseSysCache(tuple);
+		if (rls && shared)
+			return false;
+		if (rel->modes != ACL_SELECT)
+		{
+			if (pg_class_aclmask(rel->relid, userid, rel->modes, ACLMASK_ANY) == 0)
+				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_SEQUENCE, get_rel_name(rel->relid));
+			continue;
+		}
 		if (pg_class_aclcheck(rel->relid, userid, ACL_SELECT) == ACLCHECK_OK)
 			continue;
 		/* As ExecCheckRTEPerms: without table rights, every column read. */
@@ -373,6 +641,8 @@ StampedeCheckReadRights(const StampedeReadSet *reads)
 			if (attno == InvalidAttrNumber)
 				allowed &= pg_attribute_aclcheck_all(rel->relid, userid, ACL_SELECT,
 													 ACLMASK_ALL) == ACLCHECK_OK;
+			else if (!column_exists(rel->relid, attno))
+				return false;
 			else
 				allowed &= pg_attribute_aclcheck(rel->relid, attno, userid,
 												 ACL_SELECT) == ACLCHECK_OK;
@@ -388,22 +658,82 @@ StampedeCheckReadRights(const StampedeReadSet *reads)
 
 		if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(funcid)))
 			return false;
-		if (StampedeProcAclCheck(funcid, userid, ACL_EXECUTE) != ACLCHECK_OK)
+		if (StampedeProcAclCheck(funcid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 			aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(funcid));
 	}
 	return true;
 }
 
 /*
+ * May the caller use the schemas the query names explicitly?  Parse
+ * analysis would raise "permission denied for schema" (or "schema does not
+ * exist"), and so does this.
+ */
+void
+StampedeCheckSchemaUsage(const List *schemas)
+{
+	ListCell   *lc;
+
+	foreach(lc, schemas)
+		(void) LookupExplicitNamespace(strVal(lfirst(lc)), false);
+}
+
+/* "id integer, name text": a row type, for messages. */
+static char *
+describe_columns(TupleDesc desc)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		if (buf.len > 0)
+			appendStringInfoString(&buf, ", ");
+		if (NameStr(att->attname)[0] != '\0')
+			appendStringInfo(&buf, "%s ", quote_identifier(NameStr(att->attname)));
+		appendStringInfoString(&buf, format_type_with_typemod(att->atttypid, att->atttypmod));
+	}
+	return buf.data;
+}
+
+/*
  * How to turn rows of indesc into rows of outdesc: NULL when they are the
  * same, a map when outdesc has dropped columns.  A different column count or
- * type is the caller's error, 42804, on a miss and a hit alike.
+ * type is the caller's error, 42804, naming the key and both row types.
  */
 TupleConversionMap *
-StampedeRowTypeMap(TupleDesc indesc, TupleDesc outdesc)
+StampedeRowTypeMap(TupleDesc indesc, TupleDesc outdesc, const char *key)
 {
-	return convert_tuples_by_position(indesc, outdesc,
-									  gettext_noop("query result does not match the requested row type"));
+	TupleConversionMap *map = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	PG_TRY();
+	{
+		map = convert_tuples_by_position(indesc, outdesc,
+										 gettext_noop("query result does not match the requested row type"));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode != ERRCODE_DATATYPE_MISMATCH)
+			PG_RE_THROW();
+		FlushErrorState();
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("query of stampede key \"%s\" returns columns that do not match the requested row type", key),
+				 errdetail("The query returns (%s); the call asks for (%s).",
+						   describe_columns(indesc), describe_columns(outdesc)),
+				 errhint("Make the column definition list (or the row type) match the query's columns.")));
+	}
+	PG_END_TRY();
+	return map;
 }
 
 /* ---- running it ---- */
@@ -493,14 +823,16 @@ check_result_types(TupleDesc desc)
 
 /*
  * Run query (already checked by StampedeCheckQuery) with the caller's
- * rights and snapshot.  Its rows go to tupstore as outdesc, and into an
- * encoded entry up to entry_limit bytes.  Everything in result is allocated
- * in the caller's memory context.
+ * rights and snapshot.  Its rows go to tupstore as outdesc, and, when they
+ * may be shared with anyone, into an encoded entry up to entry_limit bytes,
+ * under the identity of call (id: NULL for none) or of its scope.
+ * Everything in result is allocated in the caller's memory context.
  */
 void
 StampedeRunQuery(const char *query, const char *key, int keylen,
-				 TupleDesc outdesc, Tuplestorestate *tupstore,
-				 Size entry_limit, StampedeRunResult *result)
+				 const StampedeEntryId *id, TupleDesc outdesc,
+				 Tuplestorestate *tupstore, Size entry_limit,
+				 StampedeRunResult *result)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext rowcxt;
@@ -515,6 +847,8 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	memset(result, 0, sizeof(*result));
 	rowcxt = AllocSetContextCreate(callercxt, "stampede row", ALLOCSET_DEFAULT_SIZES);
 
+	/* Before anything is planned: DDL after this makes the entry stale. */
+	result->fill_lsn = StampedeChangesNow();
 	plansource = prepare_query(query, &plan);
 	spicxt = CurrentMemoryContext;
 
@@ -522,12 +856,17 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	MemoryContextSwitchTo(callercxt);
 	result->resultdesc = CreateTupleDescCopy(plansource->resultDesc);
 	check_result_types(result->resultdesc);
-	receiver.map = StampedeRowTypeMap(result->resultdesc, outdesc);
+	receiver.map = StampedeRowTypeMap(result->resultdesc, outdesc, pnstrdup(key, keylen));
 
 	collect_reads(plansource, &result->reads, &collector);
 
-	StampedeEncoderInit(&encoder, entry_limit, key, keylen, 0, StampedeQueryHash(query),
-						result->resultdesc, &result->reads);
+	result->id = id ? *id : (StampedeEntryId) {{0}};
+	if (id == NULL || result->reads.unshareable != NULL)
+		entry_limit = 0;
+	else if (result->reads.scope != STAMPEDE_SCOPE_SHARED)
+		result->scope_key = StampedeScopeIdentity(id, result->reads.scope, &result->id);
+	StampedeEncoderInit(&encoder, entry_limit, key, keylen, 0, &result->id,
+						result->fill_lsn, result->resultdesc, &result->reads);
 	receiver.pub.receiveSlot = receiver_receive_slot;
 	receiver.pub.rStartup = receiver_startup;
 	receiver.pub.rShutdown = receiver_shutdown;

@@ -20,6 +20,9 @@
 typedef struct StampedeRunResult
 {
 	StampedeReadSet reads;
+	uint64		fill_lsn;		/* WAL position before it was planned */
+	StampedeEntryId id;			/* of the rows: the call's, or its scope's */
+	uint64		scope_key;		/* the scope's address, when not shared */
 	TupleDesc	resultdesc;		/* in the caller's memory context */
 	char	   *entry;			/* encoded entry, or NULL when too large */
 	Size		entry_len;
@@ -27,13 +30,15 @@ typedef struct StampedeRunResult
 	bool		saw_own_writes; /* this transaction wrote what the query read */
 } StampedeRunResult;
 
-extern char *StampedeCheckQuery(const char *querytext, int querylen);
+extern char *StampedeCheckQuery(const char *querytext, int querylen, List **schemas);
 extern void StampedeRunQuery(const char *query, const char *key, int keylen,
-							 TupleDesc outdesc, Tuplestorestate *tupstore,
-							 Size entry_limit, StampedeRunResult *result);
-extern bool StampedeCheckReadRights(const StampedeReadSet *reads);
+							 const StampedeEntryId *id, TupleDesc outdesc,
+							 Tuplestorestate *tupstore, Size entry_limit,
+							 StampedeRunResult *result);
+extern bool StampedeCheckReadRights(const StampedeReadSet *reads, bool shared);
+extern void StampedeCheckSchemaUsage(const List *schemas);
 extern void StampedeQueryReads(const char *query, StampedeReadSet *reads);
-extern uint64 StampedeQueryHash(const char *query);
-extern TupleConversionMap *StampedeRowTypeMap(TupleDesc indesc, TupleDesc outdesc);
+extern TupleConversionMap *StampedeRowTypeMap(TupleDesc indesc, TupleDesc outdesc,
+											  const char *key);
 
 #endif							/* STAMPEDE_QUERY_H */

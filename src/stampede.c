@@ -16,6 +16,7 @@
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 
+#include "changes.h"
 #include "compat.h"
 #include "flight.h"
 #include "guc.h"
@@ -40,10 +41,11 @@ stampede_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(add_size(add_size(StampedeStatsShmemSize(),
-													  StampedeStoreShmemSize()),
-											 StampedeFlightShmemSize()),
-									StampedeLeaseShmemSize()));
+	RequestAddinShmemSpace(add_size(add_size(add_size(add_size(StampedeStatsShmemSize(),
+															   StampedeStoreShmemSize()),
+													  StampedeFlightShmemSize()),
+											 StampedeLeaseShmemSize()),
+									StampedeChangesShmemSize()));
 	RequestNamedLWLockTranche("stampede", 2);	/* store, flight table */
 }
 
@@ -58,6 +60,7 @@ stampede_shmem_startup(void)
 	StampedeStoreShmemInit();
 	StampedeFlightShmemInit();
 	StampedeLeaseShmemInit();
+	StampedeChangesShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -66,6 +69,7 @@ _PG_init(void)
 {
 	StampedeGucInit();
 	StampedeScanInit();
+	StampedeChangesInit();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -53,8 +53,6 @@ typedef struct StoreShared
 	int32		free_head;
 	int64		nentries;
 	int64		max_entries;
-	int64		per_role_entries;	/* entries with a role: invalidation
-									 * must then look for them */
 	int32		next[FLEXIBLE_ARRAY_MEMBER];
 } StoreShared;
 
@@ -115,7 +113,6 @@ StampedeStoreShmemInit(void)
 		store->free_head = 0;
 		store->nentries = 0;
 		store->max_entries = store_max_entries();
-		store->per_role_entries = 0;
 		for (int32 i = 0; i < nchunks; i++)
 			store->next[i] = (i + 1 < nchunks) ? i + 1 : NO_CHUNK;
 	}
@@ -156,8 +153,6 @@ store_free_entry(StoreEntry *entry)
 		store->nfree += entry->nchunks;
 	}
 	store->nentries--;
-	if (OidIsValid(key.roleid))
-		store->per_role_entries--;
 	hash_search(store_hash, &key, HASH_REMOVE, NULL);
 }
 
@@ -328,8 +323,6 @@ StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
 		store->nfree -= need;
 	}
 	store->nentries++;
-	if (OidIsValid(key->roleid))
-		store->per_role_entries++;
 	LWLockRelease(store->lock);
 	return true;
 }
@@ -354,11 +347,12 @@ StampedeStoreDelete(const StampedeStoreKey *key)
 }
 
 /*
- * Drop the per-role entries of a key, whatever their role.  Only scans when
- * per-role entries exist at all.  Returns how many live ones were dropped.
+ * Drop every entry of a key: each variant, each scope.  Scans the table
+ * (invalidation is rare; a hit never scans).  Returns how many live ones
+ * were dropped.
  */
 int
-StampedeStoreDeleteAllRoles(Oid dbid, uint64 hash)
+StampedeStoreDeleteKey(Oid dbid, uint64 hash)
 {
 	HASH_SEQ_STATUS status;
 	StoreEntry *entry;
@@ -368,17 +362,13 @@ StampedeStoreDeleteAllRoles(Oid dbid, uint64 hash)
 	if (store == NULL)
 		return 0;
 	LWLockAcquire(store->lock, LW_EXCLUSIVE);
-	if (store->per_role_entries > 0)
+	hash_seq_init(&status, store_hash);
+	while ((entry = hash_seq_search(&status)) != NULL)
 	{
-		hash_seq_init(&status, store_hash);
-		while ((entry = hash_seq_search(&status)) != NULL)
+		if (entry->key.dbid == dbid && entry->key.hash == hash)
 		{
-			if (entry->key.dbid == dbid && entry->key.hash == hash &&
-				OidIsValid(entry->key.roleid))
-			{
-				dropped += entry->expires_at > now;
-				store_free_entry(entry);
-			}
+			dropped += entry->expires_at > now;
+			store_free_entry(entry);
 		}
 	}
 	LWLockRelease(store->lock);

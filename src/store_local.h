@@ -13,12 +13,20 @@
 
 #include "datatype/timestamp.h"
 
-/* An entry's identity; hash covers the caller's key and the entry's kind. */
+/*
+ * Where an entry lives: hash covers the caller's key and the entry's kind;
+ * variant, the call's identity (the same key with another query, search
+ * path or settings is another variant); scope, the users and settings the
+ * rows are kept for (0: shared).  The entry itself holds the whole identity,
+ * which a hit compares.
+ */
 typedef struct StampedeStoreKey
 {
 	Oid			dbid;
-	Oid			roleid;			/* InvalidOid unless rows are kept per role */
+	uint32		pad;			/* zero: keys are compared as bytes */
 	uint64		hash;
+	uint64		variant;
+	uint64		scope;
 } StampedeStoreKey;
 
 typedef struct StampedeStoreUsage
@@ -37,7 +45,7 @@ extern char *StampedeStoreGet(const StampedeStoreKey *key, Size *len);
 extern bool StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
 							 TimestampTz expires_at);
 extern bool StampedeStoreDelete(const StampedeStoreKey *key);
-extern int	StampedeStoreDeleteAllRoles(Oid dbid, uint64 hash);
+extern int	StampedeStoreDeleteKey(Oid dbid, uint64 hash);
 extern void StampedeStoreGetUsage(StampedeStoreUsage *usage);
 extern void StampedeStoreReleaseLockIfHeld(void);
 

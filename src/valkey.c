@@ -754,23 +754,24 @@ StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
 /*
  * In one script: store value under vkey for px_ms, unless value is NULL or
  * the key was invalidated since the leader took the lock (its generation is
- * no longer the one given), and list roleid among the key's roles if the
- * entry is a role's own; delete the lock if it still holds token (only its
- * owner lets go); wake the waiters subscribed to the channel.
+ * no longer the one given), and list members (the names of the entries
+ * stored, space-separated: see flight.c) in the key's list of entries; delete
+ * the lock if it still holds token (only its owner lets go); wake the
+ * waiters subscribed to the channel.
  */
 bool
-StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey, Oid roleid,
-							 const char *value, Size len, int64 px_ms,
+StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey,
+							 const char *members, const char *value, Size len, int64 px_ms,
 							 const char *token, const char *generation)
 {
 	static ValkeyScript script = {
 		LUA_GET
 		"if ARGV[1] ~= '' and (get(KEYS[4]) or '0') == ARGV[4] then "
 		"  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
-		"  if ARGV[5] ~= '0' then "
-		"    local r = redis.pcall('SADD', KEYS[5], ARGV[5]) "
+		"  for m in string.gmatch(ARGV[5], '%S+') do "
+		"    local r = redis.pcall('SADD', KEYS[5], m) "
 		"    if type(r) == 'table' and r.err then "
-		"      redis.call('DEL', KEYS[5]) redis.call('SADD', KEYS[5], ARGV[5]) end "
+		"      redis.call('DEL', KEYS[5]) redis.call('SADD', KEYS[5], m) end "
 		"    if redis.call('PTTL', KEYS[5]) < tonumber(ARGV[2]) then "
 		"      redis.call('PEXPIRE', KEYS[5], ARGV[2]) end "
 		"  end "
@@ -780,22 +781,21 @@ StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey, O
 		"return 1"
 	};
 	char		px[32];
-	char		role[16];
 	const char *args[11] = {"5", vkey, keys->lock, keys->channel, keys->generation, keys->roles,
-		value ? value : "", px, token, generation ? generation : "0", role};
+		value ? value : "", px, token, generation ? generation : "0", members};
 	size_t		argslen[11];
 
 	snprintf(px, sizeof(px), INT64_FORMAT, Max(px_ms, 1));
-	snprintf(role, sizeof(role), "%u", roleid);
 	for (int i = 0; i < 11; i++)
 		argslen[i] = (i == 6) ? (value ? len : 0) : strlen(args[i]);
 	return valkey_eval_done(&script, 11, args, argslen);
 }
 
 /*
- * Remove every entry of a key (its own, each role's) and its error marker,
- * and bump its generation, so that a leader running now does not store rows
- * it computed before.  *deleted says whether an entry was removed.
+ * Remove every entry of a key (each variant's, each scope's: those its list
+ * of entries names), and bump its generation, so that a leader running now
+ * does not store rows it computed before.  *deleted says whether an entry
+ * was removed.
  */
 bool
 StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted)
@@ -805,10 +805,10 @@ StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted)
 		"redis.call('SET', KEYS[3], (tonumber(get(KEYS[3])) or 0) + 1, 'PX', 86400000) "
 		"local n = redis.call('DEL', KEYS[1]) "
 		"redis.call('DEL', KEYS[2]) "
-		"local roles = redis.pcall('SMEMBERS', KEYS[4]) "
-		"if roles.err then roles = {} end "
-		"for _, role in ipairs(roles) do "
-		"  n = n + redis.call('DEL', ARGV[1] .. role .. ':v') "
+		"local members = redis.pcall('SMEMBERS', KEYS[4]) "
+		"if members.err then members = {} end "
+		"for _, m in ipairs(members) do "
+		"  n = n + redis.call('DEL', ARGV[1] .. m .. ':v') "
 		"end "
 		"redis.call('DEL', KEYS[4]) "
 		"return n"

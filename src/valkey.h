@@ -14,13 +14,13 @@
  */
 typedef struct StampedeValkeyKeys
 {
-	char	   *value;			/* the entry (role 0) */
-	char	   *lock;			/* the single-flight lock */
+	char	   *value;			/* the call's entry (scope 0) */
+	char	   *lock;			/* the single-flight lock of the call */
 	char	   *error;			/* the leader's error, for a short while */
 	char	   *channel;		/* where the leader says it is done */
-	char	   *generation;		/* bumped by stampede_invalidate */
-	char	   *roles;			/* roles that have an entry of their own */
-	char	   *prefix;			/* a role's entry is prefix || roleid || ":v" */
+	char	   *generation;		/* the key's, bumped by stampede_invalidate */
+	char	   *roles;			/* the key's list of entries, every variant's */
+	char	   *prefix;			/* an entry is prefix || member || ":v" */
 } StampedeValkeyKeys;
 
 extern bool StampedeValkeyConfigured(void);
@@ -31,7 +31,7 @@ extern bool StampedeValkeyGet(int nkeys, const char **keys, char **values, Size 
 extern bool StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
 							  bool nx, bool *set);
 extern bool StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey,
-										 Oid roleid, const char *value, Size len,
+										 const char *members, const char *value, Size len,
 										 int64 px_ms, const char *token, const char *generation);
 extern bool StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted);
 extern bool StampedeValkeySubscribe(const char *channel);

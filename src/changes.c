@@ -1,0 +1,195 @@
+/*-------------------------------------------------------------------------
+ *
+ * changes.c
+ *	  When this server last saw the definition of what an entry read
+ *	  change, so that DDL makes the entries that read it misses.
+ *
+ *	  PostgreSQL tells every backend of a change to a relation (columns,
+ *	  policies, rules, triggers, rights, row security), a function or a
+ *	  schema by a cache invalidation, after the change commits, on a
+ *	  primary and, as WAL replays, on its replicas.  Each backend that takes
+ *	  one in notes the WAL position it happened at in a small shared table,
+ *	  one slot per hash bucket of objects (a collision costs a refill, never
+ *	  a stale hit).  An entry records the WAL position its query started at;
+ *	  it is stale when anything it read changed after that.
+ *
+ *	  WAL positions, not counters, so that the comparison holds for entries
+ *	  another server of the same WAL stream wrote (a primary and its
+ *	  replicas sharing a Valkey).  What happened before this server started
+ *	  is unknown: everything counts as changed then.  A hit first takes in
+ *	  the invalidations pending for its backend, as running the query would
+ *	  when it locks what it reads.
+ *
+ *	  Without shared_preload_libraries the table is the backend's own.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#if PG_VERSION_NUM >= 150000
+#include "access/xlogrecovery.h"
+#endif
+#include "common/hashfn.h"
+#include "miscadmin.h"
+#include "port/atomics.h"
+#include "storage/shmem.h"
+#include "utils/catcache.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "changes.h"
+
+#define CHANGE_BUCKETS 4096
+
+typedef struct ChangeTable
+{
+	pg_atomic_uint64 everything;	/* a change of every object */
+	pg_atomic_uint64 bucket[CHANGE_BUCKETS];
+} ChangeTable;
+
+static ChangeTable *changes = NULL;
+
+Size
+StampedeChangesShmemSize(void)
+{
+	return MAXALIGN(sizeof(ChangeTable));
+}
+
+static void
+changes_init(ChangeTable *table)
+{
+	pg_atomic_init_u64(&table->everything, 0);
+	for (int i = 0; i < CHANGE_BUCKETS; i++)
+		pg_atomic_init_u64(&table->bucket[i], 0);
+}
+
+void
+StampedeChangesShmemInit(void)
+{
+	bool		found;
+
+	changes = ShmemInitStruct("stampede changes", sizeof(ChangeTable), &found);
+	if (!found)
+		changes_init(changes);
+}
+
+/* Where WAL is now, as this server sees it. */
+static uint64
+wal_now(void)
+{
+	return RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : GetXLogInsertRecPtr();
+}
+
+static ChangeTable *
+change_table(void)
+{
+	if (changes == NULL)
+	{
+		/* Not preloaded: a table of this backend's own. */
+		changes = MemoryContextAlloc(TopMemoryContext, sizeof(ChangeTable));
+		changes_init(changes);
+	}
+	/* Nothing is known of before this server (or backend) started. */
+	if (pg_atomic_read_u64(&changes->everything) == 0)
+	{
+		uint64		expected = 0;
+
+		(void) pg_atomic_compare_exchange_u64(&changes->everything, &expected,
+											  Max(wal_now(), 1));
+	}
+	return changes;
+}
+
+static void
+note_change(pg_atomic_uint64 *slot)
+{
+	uint64		now = wal_now();
+	uint64		seen = pg_atomic_read_u64(slot);
+
+	while (seen < now && !pg_atomic_compare_exchange_u64(slot, &seen, now))
+		;
+}
+
+static int
+relation_bucket(Oid dbid, Oid relid)
+{
+	return (int) (hash_combine(murmurhash32(dbid), murmurhash32(relid)) % CHANGE_BUCKETS);
+}
+
+static int
+cache_bucket(int cacheid, uint32 hashvalue)
+{
+	return (int) (hash_combine(murmurhash32((uint32) cacheid + 0x10000), hashvalue) % CHANGE_BUCKETS);
+}
+
+static void
+relcache_changed(Datum arg, Oid relid)
+{
+	if (changes == NULL || !IsUnderPostmaster || MyDatabaseId == InvalidOid)
+		return;
+	if (!OidIsValid(relid))
+		note_change(&changes->everything);
+	else
+		note_change(&changes->bucket[relation_bucket(MyDatabaseId, relid)]);
+}
+
+static void
+syscache_changed(Datum arg, int cacheid, uint32 hashvalue)
+{
+	if (changes == NULL || !IsUnderPostmaster)
+		return;
+	/* A schema's change (rename, rights, drop) moves what names resolve to. */
+	if (hashvalue == 0 || cacheid == NAMESPACEOID)
+		note_change(&changes->everything);
+	else
+		note_change(&changes->bucket[cache_bucket(cacheid, hashvalue)]);
+}
+
+/* In every process that loads stampede (inherited from the postmaster). */
+void
+StampedeChangesInit(void)
+{
+	CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(PROCOID, syscache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, syscache_changed, (Datum) 0);
+}
+
+/* The WAL position a fill starting now records. */
+uint64
+StampedeChangesNow(void)
+{
+	(void) change_table();
+	return wal_now();
+}
+
+/*
+ * Did anything reads lists change after fill_lsn, as far as this server
+ * knows?  Takes in this backend's pending invalidations first.
+ */
+bool
+StampedeChangedSince(uint64 fill_lsn, const StampedeReadSet *reads, Oid dbid)
+{
+	ChangeTable *table = change_table();
+	ListCell   *lc;
+
+	AcceptInvalidationMessages();
+	if (pg_atomic_read_u64(&table->everything) > fill_lsn)
+		return true;
+	foreach(lc, reads->rels)
+	{
+		Oid			relid = ((StampedeReadRel *) lfirst(lc))->relid;
+
+		if (pg_atomic_read_u64(&table->bucket[relation_bucket(dbid, relid)]) > fill_lsn)
+			return true;
+	}
+	foreach(lc, reads->funcs)
+	{
+		uint32		h = GetSysCacheHashValue1(PROCOID, ObjectIdGetDatum(lfirst_oid(lc)));
+
+		if (pg_atomic_read_u64(&table->bucket[cache_bucket(PROCOID, h)]) > fill_lsn)
+			return true;
+	}
+	return false;
+}
