@@ -55,3 +55,11 @@ SELECT err($$SELECT * FROM stampede_cached('scan:a', 'SELECT 1 AS x', '5 minutes
 RESET ROLE;
 GRANT EXECUTE ON FUNCTION stampede_cached(text, text, interval) TO PUBLIC;
 DROP ROLE regress_stampede_scan;
+
+-- A domain over a row type is not filled by the scan, which would skip its
+-- CHECK: the call is refused as the function scan refuses it.
+CREATE TYPE scan_pair AS (a int, b int);
+CREATE DOMAIN scan_ordered_pair AS scan_pair CHECK ((VALUE).a < (VALUE).b);
+SELECT err($$SELECT * FROM stampede_cached('scan:domain', 'SELECT 2 AS a, 1 AS b', '5 minutes', NULL::scan_ordered_pair)$$);
+DROP DOMAIN scan_ordered_pair;
+DROP TYPE scan_pair;

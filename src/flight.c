@@ -667,9 +667,9 @@ valkey_keys(const StampedeStoreKey *skey, StampedeValkeyKeys *keys)
 	Assert(skey->scope == 0);
 	keys->prefix = prefix;
 	keys->value = psprintf("%s0:v", vprefix);
-	keys->lock = psprintf("%sl", vprefix);
-	keys->error = psprintf("%se", vprefix);
-	keys->channel = psprintf("%sc", vprefix);
+	keys->lock = psprintf("%s0:l", vprefix);
+	keys->error = psprintf("%s0:e", vprefix);
+	keys->channel = psprintf("%s0:c", vprefix);
 	keys->generation = psprintf("%sg", prefix);
 	keys->roles = psprintf("%sr", prefix);
 }

@@ -181,7 +181,9 @@ stampede_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti,
 		return;
 	func = (FuncExpr *) rtfunc->funcexpr;
 	if (list_length(func->args) < 3 ||
-		(func->funcresulttype != RECORDOID && !type_is_rowtype(func->funcresulttype)) ||
+		/* Not a domain over a row type: its CHECK is the function scan's to run. */
+		(func->funcresulttype != RECORDOID &&
+		 get_typtype(func->funcresulttype) != TYPTYPE_COMPOSITE) ||
 		contain_var_clause((Node *) func->args) ||
 		contain_subplans((Node *) func->args) ||
 		!is_stampede_rows_function(func->funcid) ||
