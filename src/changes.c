@@ -13,6 +13,12 @@
  *	  a stale hit).  An entry records the WAL position its query started at;
  *	  it is stale when anything it read changed after that.
  *
+ *	  The backend that makes a change takes its own invalidations in before
+ *	  it commits; it notes them again once the commit is done, so that a
+ *	  fill that started in between (a function replaced: no lock keeps
+ *	  readers out) is stale too, even if no other backend is there to take
+ *	  the invalidation in.
+ *
  *	  WAL positions, not counters, so that the comparison holds for entries
  *	  another server of the same WAL stream wrote (a primary and its
  *	  replicas sharing a Valkey).  What happened before this server started
@@ -26,6 +32,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "access/xlog.h"
 #if PG_VERSION_NUM >= 150000
 #include "access/xlogrecovery.h"
@@ -50,6 +57,11 @@ typedef struct ChangeTable
 } ChangeTable;
 
 static ChangeTable *changes = NULL;
+
+/* What this backend noted in its transaction, to note again at commit. */
+static bool noted_everything = false;
+static int	nnoted = 0;
+static uint8 noted[CHANGE_BUCKETS / 8];
 
 Size
 StampedeChangesShmemSize(void)
@@ -124,15 +136,55 @@ cache_bucket(int cacheid, uint32 hashvalue)
 	return (int) (hash_combine(murmurhash32((uint32) cacheid + 0x10000), hashvalue) % CHANGE_BUCKETS);
 }
 
+/* A change of everything (-1) or of the objects of one bucket. */
+static void
+note_bucket(int bucket)
+{
+	if (bucket < 0)
+		note_change(&changes->everything);
+	else
+		note_change(&changes->bucket[bucket]);
+	if (!IsTransactionState())
+		return;
+	if (bucket < 0)
+		noted_everything = true;
+	else if (!(noted[bucket / 8] & (1 << (bucket % 8))))
+	{
+		noted[bucket / 8] |= 1 << (bucket % 8);
+		nnoted++;
+	}
+}
+
+static void
+changes_xact_callback(XactEvent event, void *arg)
+{
+	if (!noted_everything && nnoted == 0)
+		return;
+	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) && changes != NULL)
+	{
+		if (noted_everything)
+			note_change(&changes->everything);
+		for (int i = 0; i < CHANGE_BUCKETS && nnoted > 0; i++)
+		{
+			if (noted[i / 8] & (1 << (i % 8)))
+				note_change(&changes->bucket[i]);
+		}
+	}
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
+		event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+	{
+		noted_everything = false;
+		nnoted = 0;
+		memset(noted, 0, sizeof(noted));
+	}
+}
+
 static void
 relcache_changed(Datum arg, Oid relid)
 {
 	if (changes == NULL || !IsUnderPostmaster || MyDatabaseId == InvalidOid)
 		return;
-	if (!OidIsValid(relid))
-		note_change(&changes->everything);
-	else
-		note_change(&changes->bucket[relation_bucket(MyDatabaseId, relid)]);
+	note_bucket(OidIsValid(relid) ? relation_bucket(MyDatabaseId, relid) : -1);
 }
 
 static void
@@ -141,10 +193,7 @@ syscache_changed(Datum arg, int cacheid, uint32 hashvalue)
 	if (changes == NULL || !IsUnderPostmaster)
 		return;
 	/* A schema's change (rename, rights, drop) moves what names resolve to. */
-	if (hashvalue == 0 || cacheid == NAMESPACEOID)
-		note_change(&changes->everything);
-	else
-		note_change(&changes->bucket[cache_bucket(cacheid, hashvalue)]);
+	note_bucket(hashvalue == 0 || cacheid == NAMESPACEOID ? -1 : cache_bucket(cacheid, hashvalue));
 }
 
 /* In every process that loads stampede (inherited from the postmaster). */
@@ -154,6 +203,7 @@ StampedeChangesInit(void)
 	CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, syscache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, syscache_changed, (Datum) 0);
+	RegisterXactCallback(changes_xact_callback, NULL);
 }
 
 /* The WAL position a fill starting now records. */
