@@ -80,6 +80,17 @@ SET ROLE regress_stampede_bob;
 SELECT * FROM stampede_cached('sec:whoami', 'SELECT current_user::text AS who', '5 minutes') AS t(who text);
 RESET ROLE;
 
+-- Who may invalidate: whoever may execute stampede_invalidate (PUBLIC by
+-- default; it costs a refill, never wrong rows), which a DBA can restrict.
+REVOKE EXECUTE ON FUNCTION stampede_invalidate(text) FROM PUBLIC;
+SET ROLE regress_stampede_reader;
+SELECT err($$SELECT stampede_invalidate('sec:notes')$$);
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION stampede_invalidate(text) TO PUBLIC;
+SET ROLE regress_stampede_reader;
+SELECT err($$SELECT stampede_invalidate('sec:notes')$$);
+RESET ROLE;
+
 DROP POLICY own_notes ON notes;
 DROP TABLE notes, secrets CASCADE;
 DROP FUNCTION classified(int);

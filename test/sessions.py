@@ -209,6 +209,26 @@ def keys_are_kept_apart_per_database(admin):
 
 
 @test
+def a_namespace_set_on_purpose_still_keeps_databases_apart(admin):
+    """stampede.namespace (say, in postgresql.conf) shares Valkey between
+    clusters, never between databases: the database is in every entry's
+    identity and Valkey name."""
+    one(admin, "DROP DATABASE IF EXISTS sess_other")
+    one(admin, "CREATE DATABASE sess_other")
+    here, other = connect(), connect("sess_other")
+    one(other, "CREATE EXTENSION stampede")
+    for conn in (here, other):
+        one(conn, "SELECT set_config('stampede.namespace', %s, false)", (f"sess-ns-{RUN}",))
+    sql = (f"SELECT * FROM stampede_cached('sess-{RUN}:ns', 'SELECT current_database()::text AS db', "
+           "'5 minutes') AS t(db text)")
+    got = (one(here, sql)[0], one(other, sql)[0], one(other, sql)[0])
+    here.close()
+    other.close()
+    one(admin, "DROP DATABASE sess_other")
+    expect(got == ("postgres", "sess_other", "sess_other"), f"got {got!r}")
+
+
+@test
 def no_stampede_lock_is_left_behind(admin):
     expect(stampede_locks(admin) == 0, f"{stampede_locks(admin)} stampede locks remain")
 
