@@ -22,7 +22,8 @@
  *	  WAL positions, not counters, so that the comparison holds for entries
  *	  another server of the same WAL stream wrote (a primary and its
  *	  replicas sharing a Valkey).  What happened before this server started
- *	  is unknown: everything counts as changed then.  A hit first takes in
+ *	  is unknown: everything counts as changed at its startup checkpoint.
+ *	  A hit first takes in
  *	  the invalidations pending for its backend, as running the query would
  *	  when it locks what it reads.
  *
@@ -103,13 +104,20 @@ change_table(void)
 		changes = MemoryContextAlloc(TopMemoryContext, sizeof(ChangeTable));
 		changes_init(changes);
 	}
-	/* Nothing is known of before this server (or backend) started. */
+	/*
+	 * Nothing is known of before this server (or backend) started: count
+	 * everything as changed at the redo point of its latest checkpoint (or
+	 * restartpoint), which comes after whatever committed before it started.
+	 * Changes since then are noted by the backends that make them, at
+	 * commit.  (Not the WAL position of now: a replica's rows, a little
+	 * behind, would all look stale to its primary.)
+	 */
 	if (pg_atomic_read_u64(&changes->everything) == 0)
 	{
 		uint64		expected = 0;
 
 		(void) pg_atomic_compare_exchange_u64(&changes->everything, &expected,
-											  Max(wal_now(), 1));
+											  Max(GetRedoRecPtr(), 1));
 	}
 	return changes;
 }
@@ -214,6 +222,15 @@ StampedeChangesNow(void)
 	return wal_now();
 }
 
+/* Say why an entry is stale, for whoever wonders why a key ran again. */
+static bool
+changed(const char *what, Oid oid, uint64 at, uint64 fill_lsn)
+{
+	elog(DEBUG1, "stampede: entry filled at %X/%X is stale: %s %u (or one sharing its slot) changed at %X/%X",
+		 LSN_FORMAT_ARGS((XLogRecPtr) fill_lsn), what, oid, LSN_FORMAT_ARGS((XLogRecPtr) at));
+	return true;
+}
+
 /*
  * Did anything reads lists change after fill_lsn, as far as this server
  * knows?  Takes in this backend's pending invalidations first.
@@ -226,20 +243,22 @@ StampedeChangedSince(uint64 fill_lsn, const StampedeReadSet *reads, Oid dbid)
 
 	AcceptInvalidationMessages();
 	if (pg_atomic_read_u64(&table->everything) > fill_lsn)
-		return true;
+		return changed("everything", InvalidOid, pg_atomic_read_u64(&table->everything), fill_lsn);
 	foreach(lc, reads->rels)
 	{
 		Oid			relid = ((StampedeReadRel *) lfirst(lc))->relid;
+		uint64		at = pg_atomic_read_u64(&table->bucket[relation_bucket(dbid, relid)]);
 
-		if (pg_atomic_read_u64(&table->bucket[relation_bucket(dbid, relid)]) > fill_lsn)
-			return true;
+		if (at > fill_lsn)
+			return changed("relation", relid, at, fill_lsn);
 	}
 	foreach(lc, reads->funcs)
 	{
 		uint32		h = GetSysCacheHashValue1(PROCOID, ObjectIdGetDatum(lfirst_oid(lc)));
+		uint64		at = pg_atomic_read_u64(&table->bucket[cache_bucket(PROCOID, h)]);
 
-		if (pg_atomic_read_u64(&table->bucket[cache_bucket(PROCOID, h)]) > fill_lsn)
-			return true;
+		if (at > fill_lsn)
+			return changed("function", lfirst_oid(lc), at, fill_lsn);
 	}
 	return false;
 }

@@ -185,10 +185,6 @@ sub stampede_locks
 		"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 21332");
 }
 
-# A server knows of DDL from its first call on: rows stored before that are
-# a miss for it once.  Each server makes a call before the herd.
-$_->safe_psql('postgres', call_sql('tap:warm', 'SELECT 1::bigint AS run')) foreach @servers;
-
 # ---- 100 sessions over both servers, one cold key: one execution ----
 {
 	my $script = "$valkey_dir/herd.sql";
