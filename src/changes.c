@@ -98,11 +98,14 @@ wal_now(void)
 static ChangeTable *
 change_table(void)
 {
+	static bool backends_own = false;
+
 	if (changes == NULL)
 	{
 		/* Not preloaded: a table of this backend's own. */
 		changes = MemoryContextAlloc(TopMemoryContext, sizeof(ChangeTable));
 		changes_init(changes);
+		backends_own = true;
 	}
 	/*
 	 * Nothing is known of before this server (or backend) started: count
@@ -110,14 +113,15 @@ change_table(void)
 	 * restartpoint), which comes after whatever committed before it started.
 	 * Changes since then are noted by the backends that make them, at
 	 * commit.  (Not the WAL position of now: a replica's rows, a little
-	 * behind, would all look stale to its primary.)
+	 * behind, would all look stale to its primary.)  A backend's own table
+	 * knows nothing of before this call: the WAL position of now.
 	 */
 	if (pg_atomic_read_u64(&changes->everything) == 0)
 	{
 		uint64		expected = 0;
 
 		(void) pg_atomic_compare_exchange_u64(&changes->everything, &expected,
-											  Max(GetRedoRecPtr(), 1));
+											  Max(backends_own ? wal_now() : GetRedoRecPtr(), 1));
 	}
 	return changes;
 }
