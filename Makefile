@@ -7,7 +7,7 @@ OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/store_local.
 DATA         = sql/stampede--$(EXTVERSION).sql
 PGFILEDESC   = "stampede - query-result cache with single flight"
 
-REGRESS      = setup basic typed_jsonb scan bad_input types security store stats
+REGRESS      = setup basic typed_jsonb scan bad_input types security identity tenants caller_state store stats
 REGRESS_OPTS = --inputdir=. --load-extension=stampede
 ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=stampede

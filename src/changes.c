@@ -10,7 +10,12 @@
  *	  primary and, as WAL replays, on its replicas.  Each backend that takes
  *	  one in notes the WAL position it happened at in a small shared table,
  *	  one slot per hash bucket of objects (a collision costs a refill, never
- *	  a stale hit).  An entry records the WAL position its query started at;
+ *	  a stale hit).  A change of a schema or a role (membership, BYPASSRLS)
+ *	  counts as a change of everything.  Rows that answer privilege
+ *	  inquiries (has_table_privilege('t', ...) names t in text) are stale
+ *	  after a change of anything; rows of one session's own (pg_temp in its
+ *	  search path) after anything that session saw change (a temporary
+ *	  table that now shadows a name).  An entry records the WAL position its query started at;
  *	  it is stale when anything it read changed after that.
  *
  *	  The backend that makes a change takes its own invalidations in before
@@ -54,10 +59,14 @@
 typedef struct ChangeTable
 {
 	pg_atomic_uint64 everything;	/* a change of every object */
+	pg_atomic_uint64 anything;	/* a change of any object */
 	pg_atomic_uint64 bucket[CHANGE_BUCKETS];
 } ChangeTable;
 
 static ChangeTable *changes = NULL;
+
+/* The last change this backend took in: its temporary objects' too. */
+static uint64 seen_here = 0;
 
 /* What this backend noted in its transaction, to note again at commit. */
 static bool noted_everything = false;
@@ -74,6 +83,7 @@ static void
 changes_init(ChangeTable *table)
 {
 	pg_atomic_init_u64(&table->everything, 0);
+	pg_atomic_init_u64(&table->anything, 0);
 	for (int i = 0; i < CHANGE_BUCKETS; i++)
 		pg_atomic_init_u64(&table->bucket[i], 0);
 }
@@ -152,6 +162,8 @@ cache_bucket(int cacheid, uint32 hashvalue)
 static void
 note_bucket(int bucket)
 {
+	seen_here = wal_now();
+	note_change(&changes->anything);
 	if (bucket < 0)
 		note_change(&changes->everything);
 	else
@@ -174,6 +186,7 @@ changes_xact_callback(XactEvent event, void *arg)
 		return;
 	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) && changes != NULL)
 	{
+		note_change(&changes->anything);
 		if (noted_everything)
 			note_change(&changes->everything);
 		for (int i = 0; i < CHANGE_BUCKETS && nnoted > 0; i++)
@@ -204,8 +217,13 @@ syscache_changed(Datum arg, int cacheid, uint32 hashvalue)
 {
 	if (changes == NULL || !IsUnderPostmaster)
 		return;
-	/* A schema's change (rename, rights, drop) moves what names resolve to. */
-	note_bucket(hashvalue == 0 || cacheid == NAMESPACEOID ? -1 : cache_bucket(cacheid, hashvalue));
+	/*
+	 * A schema's change (rename, rights, drop) moves what names resolve to;
+	 * a role's (membership, BYPASSRLS, ...) what policies and rights let
+	 * through.
+	 */
+	note_bucket(hashvalue == 0 || cacheid == NAMESPACEOID || cacheid == AUTHOID ||
+				cacheid == AUTHMEMROLEMEM ? -1 : cache_bucket(cacheid, hashvalue));
 }
 
 /* In every process that loads stampede (inherited from the postmaster). */
@@ -215,6 +233,8 @@ StampedeChangesInit(void)
 	CacheRegisterRelcacheCallback(relcache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(PROCOID, syscache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, syscache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, syscache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, syscache_changed, (Datum) 0);
 	RegisterXactCallback(changes_xact_callback, NULL);
 }
 
@@ -246,6 +266,11 @@ StampedeChangedSince(uint64 fill_lsn, const StampedeReadSet *reads, Oid dbid)
 	ListCell   *lc;
 
 	AcceptInvalidationMessages();
+	/* Rows of this session alone: a temporary table may shadow a name now. */
+	if (reads->session_only && seen_here > fill_lsn)
+		return changed("anything this session saw", InvalidOid, seen_here, fill_lsn);
+	if (reads->any_change && pg_atomic_read_u64(&table->anything) > fill_lsn)
+		return changed("anything", InvalidOid, pg_atomic_read_u64(&table->anything), fill_lsn);
 	if (pg_atomic_read_u64(&table->everything) > fill_lsn)
 		return changed("everything", InvalidOid, pg_atomic_read_u64(&table->everything), fill_lsn);
 	foreach(lc, reads->rels)

@@ -386,6 +386,8 @@ StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads)
 	const char *p = entry->rels;
 
 	memset(reads, 0, sizeof(*reads));
+	reads->any_change = (entry->flags & STAMPEDE_ENTRY_ANY_CHANGE) != 0;
+	reads->session_only = (entry->flags & STAMPEDE_ENTRY_SESSION) != 0;
 	for (uint32 i = 0; i < entry->nrels; i++)
 	{
 		StampedeReadRel *rel = palloc(sizeof(StampedeReadRel));

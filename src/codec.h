@@ -26,6 +26,10 @@
 #define STAMPEDE_ENTRY_STUB_ROLE		0x0001
 #define STAMPEDE_ENTRY_STUB_SETTINGS	0x0002
 #define STAMPEDE_ENTRY_STUB (STAMPEDE_ENTRY_STUB_ROLE | STAMPEDE_ENTRY_STUB_SETTINGS)
+/* Rows that any catalog change may alter (privilege inquiries): see changes.c */
+#define STAMPEDE_ENTRY_ANY_CHANGE		0x0004
+/* Rows of one session's own (its temporary schema is in its search path) */
+#define STAMPEDE_ENTRY_SESSION			0x0008
 
 /*
  * Who may be handed a query's rows, widest first: every caller of the same
@@ -74,6 +78,8 @@ typedef struct StampedeReadSet
 	List	   *funcs;			/* OIDs of the functions it calls */
 	StampedeScope scope;		/* who else may be handed its rows */
 	const char *unshareable;	/* why nobody else may, or NULL */
+	bool		any_change;		/* any catalog change may alter its rows */
+	bool		session_only;	/* its names resolve through pg_temp */
 } StampedeReadSet;
 
 /* Builds an entry row by row; stops collecting once past its limit. */

@@ -787,6 +787,21 @@ expiry_time(int64 ttl_ms)
 	return GetCurrentTimestamp() + Min(ttl_ms, INT64CONST(3155760000000)) * 1000;
 }
 
+static void notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result);
+
+/* Run the query in the caller's transaction, for it alone (see StampedeServe). */
+static void
+run_in_transaction(StampedeRequest *req)
+{
+	StampedeRunResult result;
+
+	StampedeRunQuery(req->query, req->key, req->keylen, NULL, req->outdesc,
+					 req->tupstore, 0, &result);
+	StampedeStatsCount(STAT_EXECUTIONS);
+	if (result.saw_own_writes)
+		notice_not_stored(req, &result);
+}
+
 /* Run the query for the caller alone: nothing is stored. */
 static void
 run_uncached(StampedeRequest *req)
@@ -1138,9 +1153,9 @@ notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result)
 {
 	if (result->saw_own_writes)
 		ereport(NOTICE,
-				(errmsg("result of stampede key \"%s\" is not cached: this transaction has written to what it reads",
+				(errmsg("result of stampede key \"%s\" is not cached: this transaction has written",
 						key_for_message(req)),
-				 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see."),
+				 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see; the query ran in the transaction's own snapshot."),
 				 errhint("Read through stampede before writing, or in another transaction.")));
 	else if (result->reads.unshareable != NULL)
 		ereport(NOTICE,
@@ -1216,7 +1231,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 			goto done;
 		}
 
-		StampedeRunQuery(req->query, req->key, req->keylen, &req->identity.id,
+		StampedeRunQuery(req->query, req->key, req->keylen, &req->identity,
 						 req->outdesc, req->tupstore,
 						 (Size) stampede_max_entry_size_kb * 1024, &result);
 		StampedeStatsCount(STAT_EXECUTIONS);
@@ -1381,6 +1396,21 @@ StampedeServe(StampedeRequest *req)
 	skey.dbid = MyDatabaseId;
 	skey.hash = key_hash(req->kind, req->key, req->keylen);
 	skey.variant = req->identity.variant;
+
+	/*
+	 * In a transaction that has written, rows must show its own writes and
+	 * may show nothing else's (a hit could be older or newer than what it
+	 * sees); under REPEATABLE READ and SERIALIZABLE, rows must be those of
+	 * the transaction's snapshot, and a read must take the predicate locks
+	 * SERIALIZABLE needs.  The query runs in the transaction itself, and
+	 * nothing is stored.
+	 */
+	if (StampedeTransactionHasWritten() || IsolationUsesXactSnapshot())
+	{
+		StampedeStatsCount(STAT_MISSES);
+		run_in_transaction(req);
+		return;
+	}
 
 	/* Valkey configured, but its circuit is open: this call is a fallback. */
 	if (StampedeValkeyConfigured() && !StampedeValkeyUsable())

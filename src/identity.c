@@ -17,7 +17,7 @@
  *		  backends later;
  *		- the settings that change computed values (time zone, date and
  *		  interval styles, float digits, locales, text search configuration,
- *		  bytea and XML output, how literals parse, ...).
+ *		  bytea and XML output, how literals parse, the client encoding, ...).
  *
  *	  Two digests are kept: "portable" names schemas and the database by
  *	  name, so that independent clusters given one stampede.namespace on
@@ -28,7 +28,8 @@
  *
  *	  Rows that can differ by who asks (see query.c) are kept per scope: the
  *	  scope's digest adds the effective and session user, and, for the
- *	  settings scope, every custom setting (app.tenant, request.jwt.claims).
+ *	  settings scope, every custom setting (app.tenant, request.jwt.claims;
+ *	  an extension's own setting only once something set it).
  *
  *	  Computing this per call would cost a hit more than the rest of it, so
  *	  the last call's identity is kept, and reused while the key, the query
@@ -42,6 +43,7 @@
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "commands/dbcommands.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "parser/parse_expr.h"
 #include "parser/parser.h"
@@ -68,6 +70,7 @@ static StringInfoData settings_seen;	/* in TopMemoryContext */
 static OverrideSearchPath *path_seen = NULL;
 static uint8 context_portable[STAMPEDE_ID_LEN];
 static uint8 context_local[STAMPEDE_ID_LEN];
+static bool context_session_only = false;
 static bool context_valid = false;
 
 static int	last_kind = -1;
@@ -99,6 +102,8 @@ put_string(StringInfo buf, const char *s)
 static void
 read_settings(StringInfo buf)
 {
+	int			client_encoding = pg_get_client_encoding();
+
 	resetStringInfo(buf);
 	put_value(buf, DateStyle);
 	put_value(buf, DateOrder);
@@ -121,6 +126,7 @@ read_settings(StringInfo buf)
 	put_string(buf, locale_numeric);
 	put_string(buf, locale_time);
 	put_string(buf, TSCurrentConfig);
+	put_value(buf, client_encoding);	/* pg_client_encoding(), convert_to() */
 }
 
 /*
@@ -186,6 +192,7 @@ compute_context(void)
 		put_value(&buf, MyStartTime);
 	}
 	sha256(buf.data, buf.len, context_portable);
+	context_session_only = session_only;
 
 	/* Local: the portable digest and the OIDs behind the names. */
 	initStringInfo(&local);
@@ -254,6 +261,7 @@ StampedeCallIdentity(int kind, const char *key, int keylen, const char *query,
 	call_digest(context_portable, kind, key, keylen, query, out->id.portable);
 	call_digest(context_local, kind, key, keylen, query, out->id.local);
 	out->variant = digest_address(out->id.portable);
+	out->session_only = context_session_only;
 
 	if (last_key)
 		pfree(last_key);
@@ -282,6 +290,9 @@ read_custom_settings(StringInfo buf)
 		const char *name = vars[i]->name;
 
 		if (strchr(name, '.') == NULL || pg_strncasecmp(name, "stampede.", 9) == 0)
+			continue;
+		/* An extension's setting nobody set (plpgsql.* once it is loaded). */
+		if (!(vars[i]->flags & GUC_CUSTOM_PLACEHOLDER) && vars[i]->source == PGC_S_DEFAULT)
 			continue;
 		put_string(buf, name);
 		put_string(buf, GetConfigOption(name, true, false));

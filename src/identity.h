@@ -17,6 +17,7 @@ typedef struct StampedeIdentity
 {
 	StampedeEntryId id;
 	uint64		variant;		/* never 0 */
+	bool		session_only;	/* its search path holds the temporary schema */
 } StampedeIdentity;
 
 extern void StampedeCallIdentity(int kind, const char *key, int keylen,

@@ -46,14 +46,20 @@
 #include "postgres.h"
 
 #include "access/detoast.h"
+#include "access/genam.h"
+#include "access/table.h"
 #include "access/htup_details.h"
 #include "access/heaptoast.h"
 #include "access/tupconvert.h"
+#include "access/xact.h"
 #include "access/sysattr.h"
 #include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_constraint.h"
+#include "catalog/pg_language.h"
+#include "catalog/pg_type.h"
 #include "catalog/pg_proc.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -63,6 +69,7 @@
 #include "nodes/nodeFuncs.h"
 #include "parser/parsetree.h"
 #include "nodes/makefuncs.h"
+#include "nodes/readfuncs.h"
 #include "tcop/tcopprot.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -71,6 +78,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
+#include "utils/rel.h"
 #include "utils/rls.h"
 #include "utils/syscache.h"
 
@@ -295,8 +303,17 @@ name_in(const char *name, const char *const *names)
 
 /* Built-ins whose result tells who the user is or what the user may do. */
 static const char *const role_builtins[] = {
-	"current_user", "session_user", "current_role", "user", "pg_has_role",
-	"row_security_active", "has_*", NULL
+	"current_user", "session_user", "current_role", "user", "getpgusername",
+	"pg_has_role", "row_security_active", "has_*", NULL
+};
+
+/*
+ * Of those, the ones that answer from catalogs the query does not read
+ * (has_table_privilege('t', ...) names t in text): any change to any
+ * catalog object makes their rows stale.
+ */
+static const char *const privilege_builtins[] = {
+	"pg_has_role", "row_security_active", "has_*", NULL
 };
 
 /*
@@ -340,6 +357,22 @@ static const char *const unlock_builtins[] = {
 	"pg_advisory_unlock", "pg_advisory_unlock_shared", "pg_advisory_unlock_all", NULL
 };
 
+static bool collect_walker(Node *node, void *context);
+
+/*
+ * Walk the expressions a function's call carries that are not in the query
+ * tree: the defaults the planner fills in for arguments left out.
+ */
+static void
+collect_defaults(ReadCollector *collector, HeapTuple proctuple)
+{
+	bool		isnull;
+	Datum		defaults = SysCacheGetAttr(PROCOID, proctuple, Anum_pg_proc_proargdefaults, &isnull);
+
+	if (!isnull)
+		(void) collect_walker(stringToNode(TextDatumGetCString(defaults)), collector);
+}
+
 /* Who may share the rows of a function's result: see the file's banner. */
 static void
 classify_function(ReadCollector *collector, Oid funcid)
@@ -355,24 +388,89 @@ classify_function(ReadCollector *collector, Oid funcid)
 	}
 	form = (Form_pg_proc) GETSTRUCT(tuple);
 	name = NameStr(form->proname);
+	if (form->pronargdefaults > 0)
+		collect_defaults(collector, tuple);
 	if (isAnyTempNamespace(form->pronamespace))
 		unshareable(collector, gettext_noop("it calls a temporary function"));
 	else if (funcid >= FirstNormalObjectId)
 	{
-		/* Users' and extensions' own: they may read any setting. */
-		if (form->provolatile != PROVOLATILE_IMMUTABLE)
+		/*
+		 * Users' and extensions' own.  Their volatility is taken on trust, as
+		 * PostgreSQL takes it, and no further: a volatile one may read
+		 * anything (not shared); a stable one the data, the user and the
+		 * settings; an immutable one in SQL or a procedural language may read
+		 * tables all the same (nothing checks), and an aggregate is recorded
+		 * immutable whatever its support functions do.  Only immutable C
+		 * functions (extensions' code) are shared.
+		 */
+		if (form->provolatile == PROVOLATILE_VOLATILE)
+			unshareable(collector, gettext_noop("it calls a volatile function of a user or an extension"));
+		else if (form->provolatile != PROVOLATILE_IMMUTABLE ||
+				 form->prokind != PROKIND_FUNCTION ||
+				 (form->prolang != ClanguageId && form->prolang != INTERNALlanguageId))
 			narrow_scope(collector, STAMPEDE_SCOPE_SETTINGS);
 	}
 	else if (name_in(name, unlock_builtins))
 		collector->unlocks = true;
 	else if (name_in(name, role_builtins))
+	{
 		narrow_scope(collector, STAMPEDE_SCOPE_ROLE);
+		if (name_in(name, privilege_builtins))
+			collector->reads->any_change = true;
+	}
 	else if (name_in(name, unshareable_builtins))
 		unshareable(collector, gettext_noop("it calls a function that reads session, server or outside state"));
 	else if (form->provolatile == PROVOLATILE_VOLATILE &&
 			 !name_in(name, harmless_volatile_builtins))
 		unshareable(collector, gettext_noop("it calls a volatile function"));
 	ReleaseSysCache(tuple);
+}
+
+/* The type a domain is over, one level down. */
+static Oid
+domain_base_type(Oid typid)
+{
+	HeapTuple	tuple = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+	Oid			base;
+
+	if (!HeapTupleIsValid(tuple))
+		return InvalidOid;
+	base = ((Form_pg_type) GETSTRUCT(tuple))->typbasetype;
+	ReleaseSysCache(tuple);
+	return base;
+}
+
+/*
+ * A domain's CHECK constraints run at every cast to it, with whatever they
+ * call (current_setting('app.tenant'), ...): walk them, and the domains
+ * it is a domain over.
+ */
+static void
+collect_domain_checks(ReadCollector *collector, Oid typid)
+{
+	while (get_typtype(typid) == TYPTYPE_DOMAIN)
+	{
+		Relation	rel = table_open(ConstraintRelationId, AccessShareLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tuple;
+
+		ScanKeyInit(&key, Anum_pg_constraint_contypid, BTEqualStrategyNumber, F_OIDEQ,
+					ObjectIdGetDatum(typid));
+		scan = systable_beginscan(rel, ConstraintTypidIndexId, true, NULL, 1, &key);
+		while (HeapTupleIsValid(tuple = systable_getnext(scan)))
+		{
+			bool		isnull;
+			Datum		bin = heap_getattr(tuple, Anum_pg_constraint_conbin,
+										   RelationGetDescr(rel), &isnull);
+
+			if (!isnull)
+				(void) collect_walker(stringToNode(TextDatumGetCString(bin)), collector);
+		}
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+		typid = domain_base_type(typid);
+	}
 }
 
 static bool
@@ -473,6 +571,8 @@ collect_walker(Node *node, void *context)
 		classify_setting_read(collector, (FuncExpr *) node);
 	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
 		classify_nextval(collector, (FuncExpr *) node);
+	if (IsA(node, CoerceToDomain))
+		collect_domain_checks(collector, ((CoerceToDomain *) node)->resulttype);
 	check_functions_in_node(node, collect_function, context);
 	return expression_tree_walker(node, collect_walker, context);
 }
@@ -508,8 +608,6 @@ prepare_query(const char *query, SPIPlanPtr *plan)
 static void
 collect_reads(CachedPlanSource *plansource, StampedeReadSet *reads, ReadCollector *collector)
 {
-	ListCell   *lc;
-
 	collector->reads = reads;
 	collector->relids = NIL;
 	collector->locks_rows = false;
@@ -519,9 +617,12 @@ collect_reads(CachedPlanSource *plansource, StampedeReadSet *reads, ReadCollecto
 		reject_query(_("The query locks or modifies rows."));
 	if (collector->unlocks)
 		reject_query(_("The query releases session advisory locks, which would release stampede's own."));
-	/* Functions are classified once each, whatever the number of calls. */
-	foreach(lc, reads->funcs)
-		classify_function(collector, lfirst_oid(lc));
+	/*
+	 * Functions are classified once each, whatever the number of calls;
+	 * their defaults may add more to the list as it goes.
+	 */
+	for (int i = 0; i < list_length(reads->funcs); i++)
+		classify_function(collector, list_nth_oid(reads->funcs, i));
 }
 
 /*
@@ -547,33 +648,20 @@ StampedeQueryReads(const char *query, StampedeReadSet *reads)
 }
 
 /*
- * Has this transaction written to one of these relations?  Then a query
- * reading them may see uncommitted rows.  A lock at least as strong as the
- * one INSERT, UPDATE and DELETE take, held to the end of the transaction,
- * says so (an explicit LOCK TABLE too, which errs on the safe side).
+ * Has this transaction written anything its queries could now see?  Then
+ * rows may show its uncommitted changes, through whatever the query reads:
+ * a partition or child of a table it names, a function, a trigger's table.
+ * Looking at what the query names cannot see all of those; the command
+ * counter can: an earlier command of the transaction that wrote a row
+ * (INSERT, UPDATE, DELETE, DDL, a row lock, in a function or trigger too)
+ * moved it on, and what the current command writes its own snapshot does
+ * not see.  Finer than "it has an XID", and as complete: nextval() gives an
+ * XID, but what a sequence hands out is nobody's uncommitted data.
  */
-static bool
-wrote_to_any(List *relids)
+bool
+StampedeTransactionHasWritten(void)
 {
-	static const LOCKMODE write_modes[] = {
-		RowExclusiveLock, ShareUpdateExclusiveLock, ShareRowExclusiveLock,
-		ExclusiveLock, AccessExclusiveLock
-	};
-	ListCell   *lc;
-
-	foreach(lc, relids)
-	{
-		Oid			relid = lfirst_oid(lc);
-		LOCKTAG		tag;
-
-		SET_LOCKTAG_RELATION(tag, IsSharedRelation(relid) ? InvalidOid : MyDatabaseId, relid);
-		for (int i = 0; i < lengthof(write_modes); i++)
-		{
-			if (StampedeLockHeldByMe(&tag, write_modes[i]))
-				return true;
-		}
-	}
-	return false;
+	return GetCurrentCommandId(false) != FirstCommandId;
 }
 
 /* Does attribute attno of relid exist now (not dropped)? */
@@ -830,10 +918,11 @@ check_result_types(TupleDesc desc)
  */
 void
 StampedeRunQuery(const char *query, const char *key, int keylen,
-				 const StampedeEntryId *id, TupleDesc outdesc,
+				 const StampedeIdentity *identity, TupleDesc outdesc,
 				 Tuplestorestate *tupstore, Size entry_limit,
 				 StampedeRunResult *result)
 {
+	const StampedeEntryId *id = identity ? &identity->id : NULL;
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext rowcxt;
 	MemoryContext spicxt;
@@ -849,6 +938,8 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 
 	/* Before anything is planned: DDL after this makes the entry stale. */
 	result->fill_lsn = StampedeChangesNow();
+	/* Before it runs: what its own functions write, they do not share. */
+	result->saw_own_writes = StampedeTransactionHasWritten();
 	plansource = prepare_query(query, &plan);
 	spicxt = CurrentMemoryContext;
 
@@ -865,7 +956,10 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 		entry_limit = 0;
 	else if (result->reads.scope != STAMPEDE_SCOPE_SHARED)
 		result->scope_key = StampedeScopeIdentity(id, result->reads.scope, &result->id);
-	StampedeEncoderInit(&encoder, entry_limit, key, keylen, 0, &result->id,
+	result->reads.session_only = identity && identity->session_only;
+	result->flags = (result->reads.any_change ? STAMPEDE_ENTRY_ANY_CHANGE : 0) |
+		(result->reads.session_only ? STAMPEDE_ENTRY_SESSION : 0);
+	StampedeEncoderInit(&encoder, entry_limit, key, keylen, result->flags, &result->id,
 						result->fill_lsn, result->resultdesc, &result->reads);
 	receiver.pub.receiveSlot = receiver_receive_slot;
 	receiver.pub.rStartup = receiver_startup;
@@ -903,7 +997,6 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	SPI_finish();
 
 	MemoryContextSwitchTo(callercxt);
-	result->saw_own_writes = wrote_to_any(collector.relids);
 	result->nrows = encoder.nrows;
 	if (!StampedeEncoderFinish(&encoder, &result->entry, &result->entry_len))
 		result->entry = NULL;

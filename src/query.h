@@ -15,6 +15,7 @@
 #include "utils/tuplestore.h"
 
 #include "codec.h"
+#include "identity.h"
 
 /* What running a query produced, besides the rows in the caller's tuplestore. */
 typedef struct StampedeRunResult
@@ -23,18 +24,20 @@ typedef struct StampedeRunResult
 	uint64		fill_lsn;		/* WAL position before it was planned */
 	StampedeEntryId id;			/* of the rows: the call's, or its scope's */
 	uint64		scope_key;		/* the scope's address, when not shared */
+	uint16		flags;			/* of the entry (STAMPEDE_ENTRY_*) */
 	TupleDesc	resultdesc;		/* in the caller's memory context */
 	char	   *entry;			/* encoded entry, or NULL when too large */
 	Size		entry_len;
 	uint64		nrows;
-	bool		saw_own_writes; /* this transaction wrote what the query read */
+	bool		saw_own_writes; /* this transaction has written (an XID) */
 } StampedeRunResult;
 
 extern char *StampedeCheckQuery(const char *querytext, int querylen, List **schemas);
 extern void StampedeRunQuery(const char *query, const char *key, int keylen,
-							 const StampedeEntryId *id, TupleDesc outdesc,
+							 const StampedeIdentity *identity, TupleDesc outdesc,
 							 Tuplestorestate *tupstore, Size entry_limit,
 							 StampedeRunResult *result);
+extern bool StampedeTransactionHasWritten(void);
 extern bool StampedeCheckReadRights(const StampedeReadSet *reads, bool shared);
 extern void StampedeCheckSchemaUsage(const List *schemas);
 extern void StampedeQueryReads(const char *query, StampedeReadSet *reads);
