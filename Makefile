@@ -3,13 +3,15 @@ EXTENSION    = stampede
 EXTVERSION   = 0.1
 MODULE_big   = stampede
 OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/store_local.o \
-               src/identity.o src/changes.o src/query.o src/flight.o src/cache.o src/scan.o src/valkey.o src/lease.o
+               src/identity.o src/changes.o src/invalidation.o src/query.o src/flight.o src/cache.o src/scan.o src/valkey.o src/lease.o
 DATA         = sql/stampede--$(EXTVERSION).sql
 PGFILEDESC   = "stampede - query-result cache with single flight"
 
 REGRESS      = setup basic typed_jsonb scan bad_input types security identity tenants caller_state store stats
 REGRESS_OPTS = --inputdir=. --load-extension=stampede
-ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill
+ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill \
+               invalidate_in_transaction invalidate_in_trigger invalidate_old_snapshot \
+               own_writes snapshot_isolation
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=stampede
 
 HIREDIS_CFLAGS := $(shell pkg-config --cflags hiredis 2>/dev/null)

@@ -7,32 +7,31 @@
  *	  PostgreSQL tells every backend of a change to a relation (columns,
  *	  policies, rules, triggers, rights, row security), a function or a
  *	  schema by a cache invalidation, after the change commits, on a
- *	  primary and, as WAL replays, on its replicas.  Each backend that takes
- *	  one in notes the WAL position it happened at in a small shared table,
- *	  one slot per hash bucket of objects (a collision costs a refill, never
- *	  a stale hit).  A change of a schema or a role (membership, BYPASSRLS)
- *	  counts as a change of everything.  Rows that answer privilege
- *	  inquiries (has_table_privilege('t', ...) names t in text) are stale
- *	  after a change of anything; rows of one session's own (pg_temp in its
- *	  search path) after anything that session saw change (a temporary
- *	  table that now shadows a name).  An entry records the WAL position its query started at;
- *	  it is stale when anything it read changed after that.
+ *	  primary and, as WAL replays, on its replicas.  The backend that makes
+ *	  a change notes, once it has committed, the WAL position it is at, in a
+ *	  small shared table of one slot per hash bucket of objects (a collision
+ *	  costs a refill, never a stale hit); a fill that started before that
+ *	  commit (a function replaced: no lock keeps readers out) is stale.  On
+ *	  a replica, each backend that takes a replayed invalidation in notes
+ *	  it (see note_bucket).  An entry records the WAL position its query
+ *	  started at; it is stale when anything it read changed after that.
  *
- *	  The backend that makes a change takes its own invalidations in before
- *	  it commits; it notes them again once the commit is done, so that a
- *	  fill that started in between (a function replaced: no lock keeps
- *	  readers out) is stale too, even if no other backend is there to take
- *	  the invalidation in.
+ *	  A change of a schema or a role (membership, BYPASSRLS) counts as a
+ *	  change of everything.  Rows that answer privilege inquiries
+ *	  (has_table_privilege('t', ...) names t in text) are stale after a
+ *	  change of anything; rows of one session's own (pg_temp in its search
+ *	  path) after anything that session saw change (a temporary table that
+ *	  now shadows a name).
  *
  *	  WAL positions, not counters, so that the comparison holds for entries
  *	  another server of the same WAL stream wrote (a primary and its
  *	  replicas sharing a Valkey).  What happened before this server started
- *	  is unknown: everything counts as changed at its startup checkpoint.
- *	  A hit first takes in
- *	  the invalidations pending for its backend, as running the query would
- *	  when it locks what it reads.
+ *	  is unknown: everything counts as changed at its latest checkpoint.  A
+ *	  hit first takes in the invalidations pending for its backend, as
+ *	  running the query would when it locks what it reads.
  *
- *	  Without shared_preload_libraries the table is the backend's own.
+ *	  Without shared_preload_libraries the table is the backend's own, and
+ *	  it notes what the backend takes in.
  *
  *-------------------------------------------------------------------------
  */
@@ -105,11 +104,11 @@ wal_now(void)
 	return RecoveryInProgress() ? GetXLogReplayRecPtr(NULL) : GetXLogInsertRecPtr();
 }
 
+static bool backends_own = false;	/* not preloaded: changes is ours */
+
 static ChangeTable *
 change_table(void)
 {
-	static bool backends_own = false;
-
 	if (changes == NULL)
 	{
 		/* Not preloaded: a table of this backend's own. */
@@ -158,16 +157,34 @@ cache_bucket(int cacheid, uint32 hashvalue)
 	return (int) (hash_combine(murmurhash32((uint32) cacheid + 0x10000), hashvalue) % CHANGE_BUCKETS);
 }
 
-/* A change of everything (-1) or of the objects of one bucket. */
 static void
-note_bucket(int bucket)
+note_now(int bucket)
 {
-	seen_here = wal_now();
 	note_change(&changes->anything);
 	if (bucket < 0)
 		note_change(&changes->everything);
 	else
 		note_change(&changes->bucket[bucket]);
+}
+
+/*
+ * A change of everything (-1) or of the objects of one bucket, as an
+ * invalidation tells this backend.  When it came is not when it happened:
+ * a backend takes invalidations in at its next transaction or lock, maybe
+ * long after, and noting them then would make every entry filled in
+ * between look stale.  So on a primary, where every change is made by a
+ * backend of this server that notes it at its commit (changes_xact_callback),
+ * the others note nothing; only a replica, whose changes come from replay,
+ * and a backend without preloading (its table is its own) note what they
+ * take in, when they take it in.  A reset (the backend fell behind and lost
+ * invalidations) is noted by whoever gets it: nobody knows what it hid.
+ */
+static void
+note_bucket(int bucket, bool reset)
+{
+	seen_here = wal_now();
+	if (reset || backends_own || RecoveryInProgress())
+		note_now(bucket);
 	if (!IsTransactionState())
 		return;
 	if (bucket < 0)
@@ -179,6 +196,7 @@ note_bucket(int bucket)
 	}
 }
 
+/* At commit, what the transaction changed, as of now: after its commit. */
 static void
 changes_xact_callback(XactEvent event, void *arg)
 {
@@ -186,13 +204,12 @@ changes_xact_callback(XactEvent event, void *arg)
 		return;
 	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) && changes != NULL)
 	{
-		note_change(&changes->anything);
 		if (noted_everything)
-			note_change(&changes->everything);
+			note_now(-1);
 		for (int i = 0; i < CHANGE_BUCKETS && nnoted > 0; i++)
 		{
 			if (noted[i / 8] & (1 << (i % 8)))
-				note_change(&changes->bucket[i]);
+				note_now(i);
 		}
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT ||
@@ -209,7 +226,7 @@ relcache_changed(Datum arg, Oid relid)
 {
 	if (changes == NULL || !IsUnderPostmaster || MyDatabaseId == InvalidOid)
 		return;
-	note_bucket(OidIsValid(relid) ? relation_bucket(MyDatabaseId, relid) : -1);
+	note_bucket(OidIsValid(relid) ? relation_bucket(MyDatabaseId, relid) : -1, !OidIsValid(relid));
 }
 
 static void
@@ -223,7 +240,8 @@ syscache_changed(Datum arg, int cacheid, uint32 hashvalue)
 	 * through.
 	 */
 	note_bucket(hashvalue == 0 || cacheid == NAMESPACEOID || cacheid == AUTHOID ||
-				cacheid == AUTHMEMROLEMEM ? -1 : cache_bucket(cacheid, hashvalue));
+				cacheid == AUTHMEMROLEMEM ? -1 : cache_bucket(cacheid, hashvalue),
+				hashvalue == 0);
 }
 
 /* In every process that loads stampede (inherited from the postmaster). */

@@ -52,6 +52,7 @@
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -60,6 +61,7 @@
 #include "compat.h"
 #include "flight.h"
 #include "guc.h"
+#include "invalidation.h"
 #include "lease.h"
 #include "query.h"
 #include "stats.h"
@@ -672,6 +674,7 @@ valkey_keys(const StampedeStoreKey *skey, StampedeValkeyKeys *keys)
 	keys->channel = psprintf("%s0:c", vprefix);
 	keys->generation = psprintf("%sg", prefix);
 	keys->roles = psprintf("%sr", prefix);
+	keys->invalidations = psprintf("%si", prefix);
 }
 
 /*
@@ -788,6 +791,9 @@ expiry_time(int64 ttl_ms)
 }
 
 static void notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result);
+struct RemoteKeys;
+static bool invalidations_seen(const StampedeStoreKey *skey, const struct RemoteKeys *rk,
+							   Snapshot snapshot);
 
 /* Run the query in the caller's transaction, for it alone (see StampedeServe). */
 static void
@@ -946,6 +952,31 @@ remote_parse_error(char *data, Size len, FlightError *error)
 	error->message = parts[3];
 	error->detail = parts[4][0] ? parts[4] : NULL;
 	error->hint = parts[5][0] ? parts[5] : NULL;
+	return true;
+}
+
+/*
+ * Has snapshot seen every invalidation of the key of skey: this server's,
+ * and, when this backend holds the key's Valkey lock, every server's (the
+ * last transactions Valkey lists)?  Not when that cannot be read.
+ */
+static bool
+invalidations_seen(const StampedeStoreKey *skey, const RemoteKeys *rk, Snapshot snapshot)
+{
+	uint64	   *xids;
+	int			n;
+
+	if (snapshot == NULL || !StampedeInvalSeenBy(skey->dbid, skey->hash, snapshot))
+		return false;
+	if (rk == NULL || rk->token == NULL)
+		return true;
+	if (!StampedeValkeyListNumbers(rk->keys.invalidations, &xids, &n))
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		if (!StampedeXidSeenBy(FullTransactionIdFromU64(xids[i]), snapshot))
+			return false;
+	}
 	return true;
 }
 
@@ -1157,6 +1188,11 @@ notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result)
 						key_for_message(req)),
 				 errdetail("Rows computed after a write may show the transaction's uncommitted changes, which other sessions must not see; the query ran in the transaction's own snapshot."),
 				 errhint("Read through stampede before writing, or in another transaction.")));
+	else if (result->superseded)
+		ereport(NOTICE,
+				(errmsg("result of stampede key \"%s\" is not cached: the key was invalidated by a transaction its snapshot does not see",
+						key_for_message(req)),
+				 errdetail("The rows were computed before a change that invalidated the key; they were returned but not stored.")));
 	else if (result->reads.unshareable != NULL)
 		ereport(NOTICE,
 				(errmsg("result of stampede key \"%s\" is not cached: %s",
@@ -1238,11 +1274,17 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 		flight_check_still_held();
 
 		/*
-		 * Rows of a transaction that wrote what they read may show its
-		 * uncommitted changes: they go to its caller only.
+		 * Rows of a transaction that wrote may show its uncommitted changes;
+		 * rows whose snapshot does not see an invalidation of the key are
+		 * from before a change: both go to their caller only.
 		 */
 		if (result.saw_own_writes)
 			result.entry = NULL;
+		if (result.entry != NULL && !invalidations_seen(skey, rk, GetActiveSnapshot()))
+		{
+			result.entry = NULL;
+			result.superseded = true;
+		}
 
 		if (result.entry != NULL && result.reads.scope != STAMPEDE_SCOPE_SHARED)
 		{
@@ -1486,49 +1528,137 @@ StampedeServe(StampedeRequest *req)
 }
 
 /*
- * Remove every entry of key (each kind, variant and scope) and make flights of key
- * that are running now not store their rows: they were computed before the
- * invalidation.  True when a live entry was removed.
+ * Remove every entry of the key of skey (each variant and scope), and make
+ * the flights of it that run now not store their rows: they were computed
+ * before the invalidation.  xid names the invalidating transaction for
+ * fills on other servers (invalid: none).  True when a live entry was
+ * removed.
+ */
+static bool
+invalidate_key(const StampedeStoreKey *skey, FullTransactionId xid)
+{
+	bool		removed = false;
+
+	if (flight_shared != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		Flight	   *flight;
+
+		LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
+		hash_seq_init(&status, flights);
+		while ((flight = hash_seq_search(&status)) != NULL)
+		{
+			if (flight->key.dbid == skey->dbid && flight->key.hash == skey->hash &&
+				flight->state == FLIGHT_RUNNING)
+				flight->invalidated = true;
+		}
+		removed |= StampedeStoreDeleteKey(skey->dbid, skey->hash) > 0;
+		LWLockRelease(flight_shared->lock);
+	}
+
+	/* Not under the LWLock: network I/O must stay interruptible. */
+	if (StampedeValkeyUsable())
+	{
+		StampedeValkeyKeys keys;
+		bool		deleted = false;
+		char		xidbuf[32] = "";
+
+		if (FullTransactionIdIsValid(xid))
+			snprintf(xidbuf, sizeof(xidbuf), UINT64_FORMAT, U64FromFullTransactionId(xid));
+		valkey_keys(skey, &keys);
+		if (StampedeValkeyInvalidate(&keys, xidbuf, &deleted))
+			removed |= deleted;
+	}
+	return removed;
+}
+
+/* Keys this transaction invalidated: invalidated again when it commits. */
+typedef struct PendingInvalidation
+{
+	StampedeStoreKey key;
+	FullTransactionId xid;
+} PendingInvalidation;
+
+static List *pending_invalidations = NIL;	/* in TopTransactionContext */
+static bool inval_callback_registered = false;
+
+/*
+ * Invalidate again what this transaction invalidated, now that it is
+ * committed: a fill that stored in between (its snapshot could not yet see
+ * the change, but it saw no invalidation record either: another server's,
+ * say) is removed.  After the commit nothing may fail: errors become a
+ * WARNING, and a cancel waits (each Valkey command is bounded by
+ * stampede.valkey_timeout).
+ */
+static void
+invalidation_xact_callback(XactEvent event, void *arg)
+{
+	List	   *pending = pending_invalidations;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
+		return;
+	pending_invalidations = NIL;
+	if (pending == NIL || (event != XACT_EVENT_COMMIT && event != XACT_EVENT_PARALLEL_COMMIT))
+		return;
+	HOLD_INTERRUPTS();
+	PG_TRY();
+	{
+		ListCell   *lc;
+
+		foreach(lc, pending)
+		{
+			PendingInvalidation *p = lfirst(lc);
+
+			(void) invalidate_key(&p->key, p->xid);
+		}
+	}
+	PG_CATCH();
+	{
+		EmitErrorReport();
+		FlushErrorState();
+		ereport(WARNING,
+				(errmsg("stampede could not invalidate its keys again after commit"),
+				 errdetail("They were invalidated when stampede_invalidate was called.")));
+	}
+	PG_END_TRY();
+	RESUME_INTERRUPTS();
+}
+
+/*
+ * Remove every entry of key (each kind, variant and scope) at once, and
+ * again when the calling transaction commits; until it has, and for every
+ * snapshot taken before that, no fill of key stores its rows (see
+ * invalidation.c).  True when a live entry was removed.
  */
 bool
 StampedeInvalidate(const char *key, int keylen)
 {
 	bool		removed = false;
 
+	if (!inval_callback_registered)
+	{
+		RegisterXactCallback(invalidation_xact_callback, NULL);
+		inval_callback_registered = true;
+	}
 	for (int kind = 1; kind <= STAMPEDE_NUM_KINDS; kind++)
 	{
 		StampedeStoreKey skey;
-		HASH_SEQ_STATUS status;
-		Flight	   *flight;
+		PendingInvalidation *p;
+		MemoryContext oldcxt;
 
 		memset(&skey, 0, sizeof(skey));
 		skey.dbid = MyDatabaseId;
 		skey.hash = key_hash((StampedeKind) kind, key, keylen);
 
-		if (flight_shared != NULL)
-		{
-			LWLockAcquire(flight_shared->lock, LW_EXCLUSIVE);
-			hash_seq_init(&status, flights);
-			while ((flight = hash_seq_search(&status)) != NULL)
-			{
-				if (flight->key.dbid == skey.dbid && flight->key.hash == skey.hash &&
-					flight->state == FLIGHT_RUNNING)
-					flight->invalidated = true;
-			}
-			removed |= StampedeStoreDeleteKey(skey.dbid, skey.hash) > 0;
-			LWLockRelease(flight_shared->lock);
-		}
+		oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+		p = palloc(sizeof(PendingInvalidation));
+		p->key = skey;
+		p->xid = StampedeInvalRecord(skey.dbid, skey.hash);
+		pending_invalidations = lappend(pending_invalidations, p);
+		MemoryContextSwitchTo(oldcxt);
 
-		/* Not under the LWLock: network I/O must stay interruptible. */
-		if (StampedeValkeyUsable())
-		{
-			StampedeValkeyKeys keys;
-			bool		deleted = false;
-
-			valkey_keys(&skey, &keys);
-			if (StampedeValkeyInvalidate(&keys, &deleted))
-				removed |= deleted;
-		}
+		removed |= invalidate_key(&skey, p->xid);
 	}
 	if (removed)
 		StampedeStatsCount(STAT_INVALIDATIONS);

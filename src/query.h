@@ -29,7 +29,8 @@ typedef struct StampedeRunResult
 	char	   *entry;			/* encoded entry, or NULL when too large */
 	Size		entry_len;
 	uint64		nrows;
-	bool		saw_own_writes; /* this transaction has written (an XID) */
+	bool		saw_own_writes; /* this transaction has written */
+	bool		superseded;		/* an invalidation its snapshot does not see */
 } StampedeRunResult;
 
 extern char *StampedeCheckQuery(const char *querytext, int querylen, List **schemas);

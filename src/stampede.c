@@ -20,6 +20,7 @@
 #include "compat.h"
 #include "flight.h"
 #include "guc.h"
+#include "invalidation.h"
 #include "lease.h"
 #include "scan.h"
 #include "stats.h"
@@ -37,16 +38,20 @@ static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static void
 stampede_shmem_request(void)
 {
+	Size		size;
+
 #ifdef STAMPEDE_HAS_SHMEM_REQUEST_HOOK
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 #endif
-	RequestAddinShmemSpace(add_size(add_size(add_size(add_size(StampedeStatsShmemSize(),
-															   StampedeStoreShmemSize()),
-													  StampedeFlightShmemSize()),
-											 StampedeLeaseShmemSize()),
-									StampedeChangesShmemSize()));
-	RequestNamedLWLockTranche("stampede", 2);	/* store, flight table */
+	size = StampedeStatsShmemSize();
+	size = add_size(size, StampedeStoreShmemSize());
+	size = add_size(size, StampedeFlightShmemSize());
+	size = add_size(size, StampedeLeaseShmemSize());
+	size = add_size(size, StampedeChangesShmemSize());
+	size = add_size(size, StampedeInvalShmemSize());
+	RequestAddinShmemSpace(size);
+	RequestNamedLWLockTranche("stampede", 3);	/* store, flights, invalidations */
 }
 
 static void
@@ -61,6 +66,7 @@ stampede_shmem_startup(void)
 	StampedeFlightShmemInit();
 	StampedeLeaseShmemInit();
 	StampedeChangesShmemInit();
+	StampedeInvalShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 

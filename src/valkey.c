@@ -794,15 +794,23 @@ StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey,
 /*
  * Remove every entry of a key (each variant's, each scope's: those its list
  * of entries names), and bump its generation, so that a leader running now
- * does not store rows it computed before.  *deleted says whether an entry
- * was removed.
+ * does not store rows it computed before; list xid (unless empty) among the
+ * key's last eight invalidating transactions, which a fill's snapshot must
+ * see before it stores.  *deleted says whether an entry was removed.
  */
 bool
-StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted)
+StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, const char *xid, bool *deleted)
 {
 	static ValkeyScript script = {
 		LUA_GET
 		"redis.call('SET', KEYS[3], (tonumber(get(KEYS[3])) or 0) + 1, 'PX', 86400000) "
+		"if ARGV[2] ~= '' then "
+		"  if redis.call('TYPE', KEYS[5]).ok ~= 'list' then redis.call('DEL', KEYS[5]) end "
+		"  redis.call('LREM', KEYS[5], 0, ARGV[2]) "
+		"  redis.call('LPUSH', KEYS[5], ARGV[2]) "
+		"  redis.call('LTRIM', KEYS[5], 0, 7) "
+		"  redis.call('PEXPIRE', KEYS[5], 86400000) "
+		"end "
 		"local n = redis.call('DEL', KEYS[1]) "
 		"redis.call('DEL', KEYS[2]) "
 		"local members = redis.pcall('SMEMBERS', KEYS[4]) "
@@ -813,9 +821,9 @@ StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted)
 		"redis.call('DEL', KEYS[4]) "
 		"return n"
 	};
-	const char *args[6] = {"4", keys->value, keys->error, keys->generation, keys->roles,
-		keys->prefix};
-	redisReply *reply = valkey_eval(&script, 6, args, NULL);
+	const char *args[8] = {"5", keys->value, keys->error, keys->generation, keys->roles,
+		keys->invalidations, keys->prefix, xid};
+	redisReply *reply = valkey_eval(&script, 8, args, NULL);
 
 	if (reply == NULL)
 		return false;
@@ -869,6 +877,41 @@ StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token, int64 p
 	}
 	*kind = reply->element[0]->str[0];
 	*value = reply_copy(reply, reply->element[1], len);
+	freeReplyObject(reply);
+	return true;
+}
+
+/*
+ * LRANGE key 0 -1 of a list of numbers: *values (palloc'd), *n of them; a
+ * key of another type is garbage, no list.  False when Valkey failed.
+ */
+bool
+StampedeValkeyListNumbers(const char *key, uint64 **values, int *n)
+{
+	const char *argv[4] = {"LRANGE", key, "0", "-1"};
+	redisReply *reply = valkey_run(4, argv, NULL);
+
+	*n = 0;
+	*values = NULL;
+	if (reply == NULL)
+		return false;
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0)
+	{
+		*values = palloc(reply->elements * sizeof(uint64));
+		for (size_t i = 0; i < reply->elements; i++)
+		{
+			redisReply *r = reply->element[i];
+			char	   *end;
+			uint64		v;
+
+			if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
+				continue;
+			errno = 0;
+			v = strtoull(r->str, &end, 10);
+			if (errno == 0 && end == r->str + r->len)
+				(*values)[(*n)++] = v;
+		}
+	}
 	freeReplyObject(reply);
 	return true;
 }

@@ -20,6 +20,7 @@ typedef struct StampedeValkeyKeys
 	char	   *channel;		/* where the leader says it is done */
 	char	   *generation;		/* the key's, bumped by stampede_invalidate */
 	char	   *roles;			/* the key's list of entries, every variant's */
+	char	   *invalidations;	/* the key's last invalidating transactions */
 	char	   *prefix;			/* an entry is prefix || member || ":v" */
 } StampedeValkeyKeys;
 
@@ -33,7 +34,9 @@ extern bool StampedeValkeySet(const char *key, const char *value, Size len, int6
 extern bool StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey,
 										 const char *members, const char *value, Size len,
 										 int64 px_ms, const char *token, const char *generation);
-extern bool StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, bool *deleted);
+extern bool StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, const char *xid,
+									 bool *deleted);
+extern bool StampedeValkeyListNumbers(const char *key, uint64 **values, int *n);
 extern bool StampedeValkeySubscribe(const char *channel);
 extern bool StampedeValkeyWaitMessage(long timeout_ms);
 extern bool StampedeValkeySubscribed(void);
