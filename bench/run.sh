@@ -7,7 +7,8 @@
 #   bash bench/run.sh            full run (a few minutes)
 #   bash bench/run.sh --quick    smoke test: few trials, short pgbench runs
 #   bash bench/run.sh --valkey   also: primary + streaming replica sharing a
-#                                Valkey (redis-server), bench/valkey.py
+#                                Valkey (redis-server), bench/valkey.py, and
+#                                bench/invalidation.py in Valkey mode
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -41,10 +42,12 @@ if [ "$quick" = 1 ]; then
 	# one short round judges nothing: a smoke test reports only
 	hit_opts=(--duration 2 --rounds 1 --informational)
 	cost_opts=(--quick)
+	inval_opts=(--rounds 100)
 else
 	cold_opts=()
 	hit_opts=()
 	cost_opts=()
+	inval_opts=()
 fi
 
 # Run them all even when one fails, and say which failed at the end.
@@ -65,6 +68,8 @@ log "hit cost: instructions per hit vs per matview read (callgrind)"
 bash bench/hit_cost.sh --no-build "${cost_opts[@]}" || failed+=(hit_cost)
 log "memory per entry"
 /usr/bin/python3 bench/entry_size.py || failed+=(entry_size)
+log "nothing superseded: invalidation racing fills and a REPEATABLE READ reader"
+/usr/bin/python3 bench/invalidation.py "${inval_opts[@]}" || failed+=(invalidation)
 
 if [ "$valkey" = 1 ]; then
 	log "Valkey: primary + streaming replica sharing entries"
@@ -73,6 +78,9 @@ if [ "$valkey" = 1 ]; then
 	replica_host=$PGHOST replica_port=$PGPORT
 	export PGHOST=$primary_host PGPORT=$primary_port
 	valkey_start "$W/valkey"
+	log "nothing superseded, in Valkey mode"
+	/usr/bin/python3 bench/invalidation.py "${inval_opts[@]}" \
+		--valkey-url "redis://127.0.0.1:$VALKEY_PORT" || failed+=(invalidation/valkey)
 	if [ "$quick" = 1 ]; then
 		valkey_opts=(--trials 3 --duration 2 --rounds 1 --down-calls 40)
 	else
