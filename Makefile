@@ -8,12 +8,12 @@ DATA         = sql/stampede--$(EXTVERSION).sql
 PGFILEDESC   = "stampede - query-result cache with single flight"
 
 REGRESS      = setup basic typed_jsonb scan bad_input types security identity tenants caller_state \
-               rights ddl store stats
+               rights ddl hidden_rights hidden_ddl store stats
 REGRESS_OPTS = --inputdir=. --load-extension=stampede
 ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill \
                invalidate_in_transaction invalidate_in_trigger invalidate_old_snapshot \
                own_writes snapshot_isolation waiter_no_rights scoped_flight_error \
-               lock_timeout_wait
+               lock_timeout_wait waiter_error_leak advisory_unlock
 ISOLATION_OPTS = --inputdir=test/isolation --load-extension=stampede
 
 HIREDIS_CFLAGS := $(shell pkg-config --cflags hiredis 2>/dev/null)

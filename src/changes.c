@@ -252,6 +252,9 @@ StampedeChangesInit(void)
 	CacheRegisterSyscacheCallback(PROCOID, syscache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(NAMESPACEOID, syscache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHOID, syscache_changed, (Datum) 0);
+	/* Types and constraints (ALTER TYPE, ALTER DOMAIN): "anything" changed. */
+	CacheRegisterSyscacheCallback(TYPEOID, syscache_changed, (Datum) 0);
+	CacheRegisterSyscacheCallback(CONSTROID, syscache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, syscache_changed, (Datum) 0);
 	RegisterXactCallback(changes_xact_callback, NULL);
 }

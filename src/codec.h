@@ -67,9 +67,14 @@ typedef struct StampedeReadRel
 	Oid			relid;
 	Oid			checkas;
 	uint32		modes;			/* ACL_SELECT, or (a sequence that nextval()
-								 * reads) any of ACL_USAGE | ACL_UPDATE */
+								 * reads) any of ACL_USAGE | ACL_UPDATE, or
+								 * (STAMPEDE_READ_SCHEMA) USAGE on schema relid,
+								 * or 0: named by a regclass constant, not read */
 	List	   *cols;			/* int list of attribute numbers */
 } StampedeReadRel;
+
+/* A "relation" of a read set that is a schema named in a literal ('s.t'::regclass) */
+#define STAMPEDE_READ_SCHEMA	0x40000000
 
 /* What a query read: what a caller must be allowed to read to get a hit. */
 typedef struct StampedeReadSet

@@ -54,6 +54,12 @@
 #define StampedeProcAclCheck(funcid, roleid, mode) pg_proc_aclcheck(funcid, roleid, mode)
 #endif
 
+#if PG_VERSION_NUM >= 160000
+#define StampedeNamespaceAclCheck(nspid, roleid, mode) object_aclcheck(NamespaceRelationId, nspid, roleid, mode)
+#else
+#define StampedeNamespaceAclCheck(nspid, roleid, mode) pg_namespace_aclcheck(nspid, roleid, mode)
+#endif
+
 /* PG 14 lets SPI hand each row to a DestReceiver (no materialized SPI_tuptable). */
 #if PG_VERSION_NUM >= 140000
 #define STAMPEDE_HAS_SPI_EXECUTE_EXTENDED 1

@@ -409,6 +409,24 @@ flight_try_lead(const StampedeStoreKey *key, uint32 *gen)
 		LWLockRelease(flight_shared->lock);
 		return false;
 	}
+	if (flight->state == FLIGHT_RUNNING)
+	{
+		int			pid = flight->leader_pid;
+
+		/*
+		 * The flight runs, yet its lock was free: its leader released
+		 * session advisory locks from inside its query (a function calling
+		 * pg_advisory_unlock_all()).  Running it too is what single flight
+		 * is there to prevent.
+		 */
+		LockRelease(&tag, ExclusiveLock, true);
+		LWLockRelease(flight_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("stampede query released the lock of its own single flight"),
+				 errdetail("Process %d, which runs it, released session advisory locks (pg_advisory_unlock_all() or the like).", pid),
+				 errhint("Do not release session advisory locks inside a cached query.")));
+	}
 	flight->gen++;
 	flight->state = FLIGHT_RUNNING;
 	flight->leader_pid = MyProcPid;
@@ -841,6 +859,7 @@ error_belongs_to_leader(int sqlerrcode)
 }
 
 static void raise_leaders_error(const StampedeRequest *req, const FlightError *error);
+static bool leaders_error_is_callers(const StampedeRequest *req, bool same_scope);
 static void raise_lock_timeout(const StampedeRequest *req, int leader_pid);
 
 /* ---- single flight across servers, through Valkey ---- */
@@ -1034,7 +1053,11 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		if (kind == 'e' && remote_is_uncacheable(value, len))
 			return REMOTE_RUN_UNCACHED;
 		if (kind == 'e' && remote_parse_error(value, len, &error))
+		{
+			if (!leaders_error_is_callers(req, false))
+				return REMOTE_RUN_UNCACHED;
 			raise_leaders_error(req, &error);
+		}
 		if (kind == 'w')
 			holder = value;
 		if (kind == 'v')
@@ -1355,20 +1378,32 @@ done:
 }
 
 /*
- * Raise, in a waiter, the error the leader's query raised.  Its text may
- * show values the leader read: only a caller that may read what the query
- * reads gets it.  Others get the error running the query would give them
- * (parse analysis here raises missing objects and schema rights, the check
- * of the read set 42501).
+ * May a waiter raise the error its leader's query raised?  Its text may
+ * show values the leader read: only when the query's rows would be the
+ * same for the waiter (shared, not per role or settings: row-level
+ * security, a function of a user; or the flight was its scope's own,
+ * same_scope) and the waiter may read what it reads.
+ * Raises the error running the query would give it instead (parse analysis
+ * here raises missing objects and schema rights, the check of the read set
+ * 42501); false when the waiter must run the query itself.
  */
-static void
-raise_leaders_error(const StampedeRequest *req, const FlightError *error)
+static bool
+leaders_error_is_callers(const StampedeRequest *req, bool same_scope)
 {
 	StampedeReadSet reads;
 
 	StampedeCheckSchemaUsage(req->schemas);
 	StampedeQueryReads(req->query, &reads);
+	if (!same_scope && (reads.scope != STAMPEDE_SCOPE_SHARED || reads.unshareable != NULL))
+		return false;
 	(void) StampedeCheckReadRights(&reads, false);
+	return true;
+}
+
+/* Raise, in a waiter, the error the leader's query raised (see above). */
+static void
+raise_leaders_error(const StampedeRequest *req, const FlightError *error)
+{
 	StampedeStatsCount(STAT_ERRORS);
 	ereport(ERROR,
 			(errcode(error->sqlerrcode),
@@ -1515,6 +1550,11 @@ StampedeServe(StampedeRequest *req)
 		switch (flight_outcome(&fkey, gen, &error))
 		{
 			case FLIGHT_FAILED:
+				if (!leaders_error_is_callers(req, fkey.scope != 0))
+				{
+					run_uncached(req);
+					return;
+				}
 				raise_leaders_error(req, &error);
 				break;
 			case FLIGHT_UNCACHEABLE:

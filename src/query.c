@@ -59,6 +59,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_constraint.h"
 #include "catalog/pg_language.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_proc.h"
 #include "common/hashfn.h"
@@ -134,6 +135,8 @@ collect_schemas_walker(Node *node, List **schemas)
 		collect_qualifier(((TypeName *) node)->names, schemas);
 	else if (IsA(node, A_Expr) && ((A_Expr *) node)->kind == AEXPR_OP)
 		collect_qualifier(((A_Expr *) node)->name, schemas);
+	else if (IsA(node, CollateClause))
+		collect_qualifier(((CollateClause *) node)->collname, schemas);
 	return raw_expression_tree_walker(node, collect_schemas_walker, (void *) schemas);
 }
 
@@ -237,6 +240,21 @@ unshareable(ReadCollector *collector, const char *why)
 		collector->reads->unshareable = why;
 }
 
+/* Does any column of relid have a type of a user's own? */
+static bool
+relation_has_user_types(Oid relid)
+{
+	Relation	rel = RelationIdGetRelation(relid);
+	bool		found = false;
+
+	if (!RelationIsValid(rel))
+		return true;
+	for (int i = 0; i < RelationGetNumberOfAttributes(rel) && !found; i++)
+		found = TupleDescAttr(RelationGetDescr(rel), i)->atttypid >= FirstNormalObjectId;
+	RelationClose(rel);
+	return found;
+}
+
 static void
 collect_relation(ReadCollector *collector, Oid relid, Oid checkas, uint32 modes,
 				 Bitmapset *selected)
@@ -261,7 +279,16 @@ collect_relation(ReadCollector *collector, Oid relid, Oid checkas, uint32 modes,
 		collector->reads->rels = lappend(collector->reads->rels, rel);
 	}
 	while ((col = bms_next_member(selected, col)) >= 0)
-		rel->cols = list_append_unique_int(rel->cols, col + FirstLowInvalidHeapAttributeNumber);
+	{
+		AttrNumber	attno = col + FirstLowInvalidHeapAttributeNumber;
+
+		rel->cols = list_append_unique_int(rel->cols, attno);
+		/* A column of a type of a user's own: ALTER TYPE changes what it reads. */
+		if (!collector->reads->any_change &&
+			(attno == InvalidAttrNumber ? relation_has_user_types(relid) :
+			 attno > 0 && get_atttype(relid, attno) >= FirstNormalObjectId))
+			collector->reads->any_change = true;
+	}
 }
 
 /* Who may share the rows of a relation read: see the file's banner. */
@@ -304,7 +331,7 @@ name_in(const char *name, const char *const *names)
 /* Built-ins whose result tells who the user is or what the user may do. */
 static const char *const role_builtins[] = {
 	"current_user", "session_user", "current_role", "user", "getpgusername",
-	"pg_has_role", "row_security_active", "has_*", NULL
+	"pg_has_role", "row_security_active", "has_*", "to_reg*", NULL
 };
 
 /*
@@ -313,7 +340,7 @@ static const char *const role_builtins[] = {
  * catalog object makes their rows stale.
  */
 static const char *const privilege_builtins[] = {
-	"pg_has_role", "row_security_active", "has_*", NULL
+	"pg_has_role", "row_security_active", "has_*", "to_reg*", NULL
 };
 
 /*
@@ -408,7 +435,15 @@ classify_function(ReadCollector *collector, Oid funcid)
 		else if (form->provolatile != PROVOLATILE_IMMUTABLE ||
 				 form->prokind != PROKIND_FUNCTION ||
 				 (form->prolang != ClanguageId && form->prolang != INTERNALlanguageId))
+		{
+			/*
+			 * What it reads and calls is hidden in its body: a change to any
+			 * of those (a table's rights, a function it calls replaced) is
+			 * not seen as a change to what the query read.
+			 */
 			narrow_scope(collector, STAMPEDE_SCOPE_SETTINGS);
+			collector->reads->any_change = true;
+		}
 	}
 	else if (name_in(name, unlock_builtins))
 		collector->unlocks = true;
@@ -526,6 +561,36 @@ classify_setting_read(ReadCollector *collector, FuncExpr *func)
 		unshareable(collector, gettext_noop("it reads a setting that is not in its identity"));
 }
 
+/*
+ * A constant that names an object ('s.t'::regclass, a function by OID): its
+ * name was looked up when the query was parsed, which needed USAGE on its
+ * schema unless the search path reached it (the identity covers that).  A
+ * hit checks that USAGE too.  A relation named so is watched for DDL (its
+ * name may print differently), with no rights asked of it.
+ */
+static void
+collect_named_object(ReadCollector *collector, Const *c)
+{
+	Oid			nsp = InvalidOid;
+	OverrideSearchPath *path;
+
+	if (c->constisnull)
+		return;
+	if (c->consttype == REGCLASSOID)
+	{
+		nsp = get_rel_namespace(DatumGetObjectId(c->constvalue));
+		if (OidIsValid(nsp))
+			collect_relation(collector, DatumGetObjectId(c->constvalue), InvalidOid, 0, NULL);
+	}
+	else if (c->consttype == REGPROCOID || c->consttype == REGPROCEDUREOID)
+		nsp = get_func_namespace(DatumGetObjectId(c->constvalue));
+	if (!OidIsValid(nsp) || nsp == PG_CATALOG_NAMESPACE)
+		return;
+	path = GetOverrideSearchPath(CurrentMemoryContext);
+	if (!list_member_oid(path->schemas, nsp))
+		collect_relation(collector, nsp, InvalidOid, STAMPEDE_READ_SCHEMA | ACL_USAGE, NULL);
+}
+
 static bool
 collect_walker(Node *node, void *context)
 {
@@ -533,6 +598,8 @@ collect_walker(Node *node, void *context)
 
 	if (node == NULL)
 		return false;
+	if (IsA(node, Const))
+		collect_named_object(collector, (Const *) node);
 	if (IsA(node, Query))
 	{
 		Query	   *query = (Query *) node;
@@ -572,7 +639,12 @@ collect_walker(Node *node, void *context)
 	if (IsA(node, FuncExpr) && ((FuncExpr *) node)->funcid == F_NEXTVAL)
 		classify_nextval(collector, (FuncExpr *) node);
 	if (IsA(node, CoerceToDomain))
+	{
 		collect_domain_checks(collector, ((CoerceToDomain *) node)->resulttype);
+		collector->reads->any_change = true;	/* ALTER DOMAIN ... ADD CHECK */
+	}
+	if (IsA(node, RowExpr) && ((RowExpr *) node)->row_typeid >= FirstNormalObjectId)
+		collector->reads->any_change = true;	/* ALTER TYPE of the row built */
 	check_functions_in_node(node, collect_function, context);
 	return expression_tree_walker(node, collect_walker, context);
 }
@@ -615,14 +687,15 @@ collect_reads(CachedPlanSource *plansource, StampedeReadSet *reads, ReadCollecto
 	collect_walker((Node *) linitial(plansource->query_list), collector);
 	if (collector->locks_rows)
 		reject_query(_("The query locks or modifies rows."));
-	if (collector->unlocks)
-		reject_query(_("The query releases session advisory locks, which would release stampede's own."));
+
 	/*
 	 * Functions are classified once each, whatever the number of calls;
 	 * their defaults may add more to the list as it goes.
 	 */
 	for (int i = 0; i < list_length(reads->funcs); i++)
 		classify_function(collector, list_nth_oid(reads->funcs, i));
+	if (collector->unlocks)
+		reject_query(_("The query releases session advisory locks, which would release stampede's own."));
 }
 
 /*
@@ -702,6 +775,22 @@ StampedeCheckReadRights(const StampedeReadSet *reads, bool shared)
 		bool		rls;
 		ListCell   *lc2;
 		bool		allowed = true;
+
+		if (rel->modes & STAMPEDE_READ_SCHEMA)
+		{
+			if (!SearchSysCacheExists1(NAMESPACEOID, ObjectIdGetDatum(rel->relid)))
+				return false;
+			if (StampedeNamespaceAclCheck(rel->relid, userid, ACL_USAGE) != ACLCHECK_OK)
+				aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_SCHEMA, get_namespace_name(rel->relid));
+			continue;
+		}
+		/* Named, not read (a regclass constant): it must still exist. */
+		if (rel->modes == 0)
+		{
+			if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(rel->relid)))
+				return false;
+			continue;
+		}
 
 		tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(rel->relid));
 		if (!HeapTupleIsValid(tuple))
@@ -957,6 +1046,12 @@ StampedeRunQuery(const char *query, const char *key, int keylen,
 	else if (result->reads.scope != STAMPEDE_SCOPE_SHARED)
 		result->scope_key = StampedeScopeIdentity(id, result->reads.scope, &result->id);
 	result->reads.session_only = identity && identity->session_only;
+	/* A type of a user's own in the result: ALTER TYPE is not a change of what was read. */
+	for (int i = 0; i < result->resultdesc->natts; i++)
+	{
+		if (TupleDescAttr(result->resultdesc, i)->atttypid >= FirstNormalObjectId)
+			result->reads.any_change = true;
+	}
 	result->flags = (result->reads.any_change ? STAMPEDE_ENTRY_ANY_CHANGE : 0) |
 		(result->reads.session_only ? STAMPEDE_ENTRY_SESSION : 0);
 	StampedeEncoderInit(&encoder, entry_limit, key, keylen, result->flags, &result->id,

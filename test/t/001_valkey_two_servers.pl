@@ -278,6 +278,25 @@ sub stampede_locks
 	$waiter->quit;
 }
 
+# ---- a replica behind an invalidation does not store its old rows ----
+{
+	$primary->safe_psql('postgres',
+		'CREATE TABLE tap_price (v int); INSERT INTO tap_price VALUES (1)');
+	$primary->wait_for_catchup($replica);
+	my $call = call_sql('tap:price', 'SELECT v::bigint AS run FROM tap_price');
+	is($replica->safe_psql('postgres', $call), '1', 'the replica reads the price');
+	$replica->safe_psql('postgres', 'SELECT pg_wal_replay_pause()');
+	$primary->safe_psql('postgres',
+		"BEGIN; UPDATE tap_price SET v = 2; SELECT stampede_invalidate('tap:price'); COMMIT;");
+	is($replica->safe_psql('postgres', $call), '1',
+		'a replica that has not replayed the change still reads the old price');
+	is($primary->safe_psql('postgres', $call), '2',
+		"the primary then reads the new price, not the lagging replica's rows");
+	$replica->safe_psql('postgres', 'SELECT pg_wal_replay_resume()');
+	$primary->wait_for_catchup($replica);
+	is($replica->safe_psql('postgres', $call), '2', 'the replica, caught up, reads the new price');
+}
+
 # ---- Valkey stopped mid-test, then started again ----
 {
 	valkey_stop();
