@@ -4,14 +4,6 @@
 -- call with no DDL in between is still a hit.
 --
 -- "ran" is how many times queries ran since the counter was last read.
-CREATE TABLE ddl_seen (v bigint);
-INSERT INTO ddl_seen VALUES (0);
-CREATE FUNCTION ran() RETURNS bigint LANGUAGE sql AS $$
-    WITH old AS (SELECT v FROM ddl_seen),
-         upd AS (UPDATE ddl_seen SET v = (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM runs)
-                 RETURNING v)
-    SELECT upd.v - old.v FROM upd, old
-$$;
 SELECT ran() >= 0 AS counter_read;
 
 CREATE TABLE ddl_t (id int, name text);
@@ -223,7 +215,7 @@ SELECT * FROM stampede_cached('ddl:still', 'SELECT id, nextval($$runs$$) > 0 AS 
 SELECT ran() AS ran;
 
 -- Clean up.
-DROP FUNCTION ddl_unrelated_f(), ddl_f(int), ddl_rows(), ran();
+DROP FUNCTION ddl_unrelated_f(), ddl_f(int), ddl_rows();
 DROP VIEW ddl_vv, ddl_v;
-DROP TABLE ddl_unrelated, ddl_t, ddl_r, ddl_shape, ddl_other, ddl_pt, ddl_seen;
+DROP TABLE ddl_unrelated, ddl_t, ddl_r, ddl_shape, ddl_other, ddl_pt;
 DROP TYPE ddl_pair;

@@ -2,15 +2,8 @@
 -- resolve to and the settings that change its values, and for some rows who
 -- asks.  A hit must return what the caller's own call would return now.
 --
--- ran(): how many times a cached query really ran since the last ran().
+-- ran() (setup.sql): how many times a cached query really ran since the last ran().
 -- Each query counts itself with (SELECT nextval('runs')), once per run.
-CREATE TABLE regress_marks (seen bigint);
-INSERT INTO regress_marks SELECT last_value FROM runs;
-CREATE FUNCTION ran() RETURNS bigint SECURITY DEFINER LANGUAGE sql AS $$
-    WITH r AS (SELECT last_value AS now FROM runs),
-         u AS (UPDATE regress_marks m SET seen = r.now FROM r RETURNING r.now, m.seen)
-    SELECT r.now - (SELECT seen FROM regress_marks) FROM r
-$$;
 SELECT nextval('runs') > 0 AS primed, ran() >= 0 AS reset;
 
 CREATE ROLE regress_stampede_m;
@@ -420,5 +413,3 @@ REVOKE ALL ON items FROM regress_stampede_m, regress_stampede_t1;
 REVOKE ALL ON SEQUENCE runs FROM regress_stampede_m, regress_stampede_t1;
 REVOKE ALL ON SCHEMA public FROM regress_stampede_m, regress_stampede_t1;
 DROP ROLE regress_stampede_m, regress_stampede_t1;
-DROP FUNCTION ran();
-DROP TABLE regress_marks;

@@ -16,14 +16,6 @@ GRANT EXECUTE ON FUNCTION err(text) TO PUBLIC;
 -- session loads later changes its settings between a fill and a hit.
 SELECT err('SELECT 1');
 
-CREATE TABLE rights_seen (v bigint);
-INSERT INTO rights_seen VALUES (0);
-CREATE FUNCTION ran() RETURNS bigint LANGUAGE sql AS $$
-    WITH old AS (SELECT v FROM rights_seen),
-         upd AS (UPDATE rights_seen SET v = (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM runs)
-                 RETURNING v)
-    SELECT upd.v - old.v FROM upd, old
-$$;
 SELECT ran() >= 0 AS counter_read;
 
 ---------------------------------------------------------------------------
@@ -431,8 +423,7 @@ SELECT last_value AS rights_seq_ran_once FROM rights_seq;
 RESET ROLE;
 DROP VIEW rights_v, rights_inv, rights_rls_v;
 DROP TABLE rights_base, rights_grp, rights_inv_base, rights_cols, rights_rls, rights_fsec, rights_byp, rights_docs;
-DROP FUNCTION rights_fn(int), rights_imm(), ran();
-DROP TABLE rights_seen;
+DROP FUNCTION rights_fn(int), rights_imm();
 DROP SEQUENCE rights_seq;
 DROP SCHEMA regress_rights_s CASCADE;
 REVOKE EXECUTE ON FUNCTION err(text) FROM PUBLIC;

@@ -20,4 +20,15 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+-- ran(): how many times the cached queries ran (runs moved) since the last
+-- ran().  SECURITY DEFINER: any role may ask.
+CREATE TABLE runs_seen (v bigint);
+INSERT INTO runs_seen VALUES (0);
+CREATE FUNCTION ran() RETURNS bigint SECURITY DEFINER LANGUAGE sql AS $$
+    WITH old AS (SELECT v FROM runs_seen),
+         upd AS (UPDATE runs_seen SET v = (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM runs)
+                 RETURNING v)
+    SELECT upd.v - old.v FROM upd, old
+$$;
+
 SELECT extname, extversion FROM pg_extension WHERE extname = 'stampede';

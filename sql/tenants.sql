@@ -2,14 +2,7 @@
 -- database role for all of them: each tenant gets its own rows, never
 -- another's; what every tenant reads alike is still run once for all.
 --
--- ran(): how many times a cached query really ran since the last ran().
-CREATE TABLE regress_marks (seen bigint);
-INSERT INTO regress_marks SELECT last_value FROM runs;
-CREATE FUNCTION ran() RETURNS bigint SECURITY DEFINER LANGUAGE sql AS $$
-    WITH r AS (SELECT last_value AS now FROM runs),
-         u AS (UPDATE regress_marks m SET seen = r.now FROM r RETURNING r.now, m.seen)
-    SELECT r.now - (SELECT seen FROM regress_marks) FROM r
-$$;
+-- ran() (setup.sql): how many times a cached query really ran since the last ran().
 SELECT nextval('runs') > 0 AS primed, ran() >= 0 AS reset;
 -- err() is PL/pgSQL: each session of this file loads it first, so that
 -- their custom settings (plpgsql.*) are alike.
@@ -272,5 +265,3 @@ DROP FUNCTION regress_current_tenant(), regress_tenant_bodies(), regress_tenant_
 REVOKE ALL ON SEQUENCE runs FROM regress_stampede_app, regress_stampede_t2;
 REVOKE ALL ON SCHEMA public FROM regress_stampede_app, regress_stampede_t2;
 DROP ROLE regress_stampede_app, regress_stampede_t2;
-DROP FUNCTION ran();
-DROP TABLE regress_marks;

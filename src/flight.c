@@ -813,20 +813,10 @@ struct RemoteKeys;
 static bool invalidations_seen(const StampedeStoreKey *skey, const struct RemoteKeys *rk,
 							   Snapshot snapshot);
 
-/* Run the query in the caller's transaction, for it alone (see StampedeServe). */
-static void
-run_in_transaction(StampedeRequest *req)
-{
-	StampedeRunResult result;
-
-	StampedeRunQuery(req->query, req->key, req->keylen, NULL, req->outdesc,
-					 req->tupstore, 0, &result);
-	StampedeStatsCount(STAT_EXECUTIONS);
-	if (result.saw_own_writes)
-		notice_not_stored(req, &result);
-}
-
-/* Run the query for the caller alone: nothing is stored. */
+/*
+ * Run the query for the caller alone, in its transaction: nothing is
+ * stored.  Says why when the transaction has written (see StampedeServe).
+ */
 static void
 run_uncached(StampedeRequest *req)
 {
@@ -835,6 +825,8 @@ run_uncached(StampedeRequest *req)
 	StampedeRunQuery(req->query, req->key, req->keylen, NULL, req->outdesc,
 					 req->tupstore, 0, &result);
 	StampedeStatsCount(STAT_EXECUTIONS);
+	if (result.saw_own_writes)
+		notice_not_stored(req, &result);
 }
 
 /*
@@ -1485,7 +1477,7 @@ StampedeServe(StampedeRequest *req)
 	if (StampedeTransactionHasWritten() || IsolationUsesXactSnapshot())
 	{
 		StampedeStatsCount(STAT_MISSES);
-		run_in_transaction(req);
+		run_uncached(req);
 		return;
 	}
 
