@@ -45,23 +45,22 @@ BEGIN
     PERFORM pg_advisory_unlock_shared(7001, gate);
 END $$;
 
--- The cached query returns its own backend's pid, so each caller can tell
--- whether it led (ran the query) or was served another's rows.
+-- stampede.last_call tells each caller whether it led (ran the query) or was
+-- served another's rows.
 CREATE OR REPLACE FUNCTION bench_stampede(gate int, k text, work_ms int,
     OUT led boolean, OUT got_rows boolean, OUT returned_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
-    leader int;
+    n bigint;
 BEGIN
     PERFORM bench_gate(gate);
-    SELECT t.pid INTO leader
+    SELECT t.n INTO n
     FROM stampede_cached(k,
-        format('SELECT nextval(''exec_seq'') AS n, pg_backend_pid() AS pid FROM pg_sleep(%s)',
-               work_ms / 1000.0),
-        '5 minutes') AS t(n bigint, pid int);
+        format('SELECT nextval(''exec_seq'') AS n FROM pg_sleep(%s)', work_ms / 1000.0),
+        '5 minutes') AS t(n bigint);
     returned_at := clock_timestamp();
-    led := coalesce(leader = pg_backend_pid(), false);
-    got_rows := leader IS NOT NULL;
+    led := current_setting('stampede.last_call') = 'led';
+    got_rows := n IS NOT NULL;
 END $$;
 
 -- Same shape as stampede's single flight (try to lead, else block on the

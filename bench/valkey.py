@@ -45,24 +45,23 @@ VALKEY_SOCKET = os.environ["VALKEY_SOCKET"]
 SETUP_SQL = r"""
 CREATE EXTENSION IF NOT EXISTS stampede;
 
--- The cached query returns its leader's pid (pids are unique on the machine,
--- so a caller on either server can tell whether it led).  Not cold_key's
+-- stampede.last_call tells a caller on either server whether it led.  Not cold_key's
 -- bench_stampede: its query counts executions with nextval, which a replica
 -- cannot run; stampede_stats counts them here.
 CREATE OR REPLACE FUNCTION vk_stampede(gate int, k text, work_ms int,
     OUT led boolean, OUT got_rows boolean, OUT returned_at timestamptz)
 LANGUAGE plpgsql AS $$
 DECLARE
-    leader int;
+    one int;
 BEGIN
     PERFORM bench_gate(gate);  -- cold_key's, as is its floor
-    SELECT t.pid INTO leader
+    SELECT t.one INTO one
     FROM stampede_cached(k,
-        format('SELECT pg_backend_pid() AS pid FROM pg_sleep(%s)', work_ms / 1000.0),
-        '5 minutes') AS t(pid int);
+        format('SELECT 1 AS one FROM pg_sleep(%s)', work_ms / 1000.0),
+        '5 minutes') AS t(one int);
     returned_at := clock_timestamp();
-    led := coalesce(leader = pg_backend_pid(), false);
-    got_rows := leader IS NOT NULL;
+    led := current_setting('stampede.last_call') = 'led';
+    got_rows := one IS NOT NULL;
 END $$;
 
 DROP MATERIALIZED VIEW IF EXISTS vk_mv;

@@ -12,3 +12,14 @@ FROM stampede_stats;
 SELECT stats_reset > now() - interval '1 minute' AS reset_recently FROM stampede_stats;
 SELECT stampede_invalidate('stats:a');
 SELECT invalidations FROM stampede_stats;
+
+-- stampede.last_call says how this session's last call was answered.
+SHOW stampede.last_call;
+SELECT count(*) FROM stampede_cached('stats:last', 'SELECT 1', '5 minutes') AS t(x int);
+SHOW stampede.last_call;
+SELECT count(*) FROM stampede_cached('stats:last', 'SELECT 1', '5 minutes') AS t(x int);
+SHOW stampede.last_call;
+SELECT count(*) FROM stampede_cached('stats:last-ran', 'SELECT pg_backend_pid()', '5 minutes') AS t(x int);
+SHOW stampede.last_call;
+SELECT err($$SET stampede.last_call = 'hit'$$);
+SELECT stampede_invalidate('stats:last'), stampede_invalidate('stats:last-ran');

@@ -825,6 +825,7 @@ run_uncached(StampedeRequest *req)
 	StampedeRunQuery(req->query, req->key, req->keylen, NULL, req->outdesc,
 					 req->tupstore, 0, &result);
 	StampedeStatsCount(STAT_EXECUTIONS);
+	stampede_last_call = STAMPEDE_CALL_RAN;
 	if (result.saw_own_writes)
 		notice_not_stored(req, &result);
 }
@@ -1253,6 +1254,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 
 		if (serve_from_store(req, skey) == SERVE_SERVED)
 		{
+			stampede_last_call = STAMPEDE_CALL_WAITED;
 			flight_end(FLIGHT_DONE, NULL, NULL, 0, 0);
 			goto done;
 		}
@@ -1270,6 +1272,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 		}
 		if (remote == REMOTE_SERVED)
 		{
+			stampede_last_call = STAMPEDE_CALL_WAITED;
 			flight_end(FLIGHT_DONE, NULL, NULL, 0, 0);
 			goto done;
 		}
@@ -1337,6 +1340,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 		else
 			stored = flight_end(nputs > 0 ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL,
 								puts, nputs, expiry_time(req->ttl_ms)) != FLIGHT_UNCACHEABLE;
+		stampede_last_call = stored ? STAMPEDE_CALL_LED : STAMPEDE_CALL_RAN;
 		if (!stored)
 		{
 			StampedeStatsCount(STAT_NOT_STORED);
@@ -1488,6 +1492,7 @@ StampedeServe(StampedeRequest *req)
 	if (served == SERVE_SERVED)
 	{
 		StampedeStatsCount(STAT_HITS);
+		stampede_last_call = STAMPEDE_CALL_HIT;
 		return;
 	}
 	StampedeStatsCount(STAT_MISSES);
@@ -1536,7 +1541,10 @@ StampedeServe(StampedeRequest *req)
 
 		served = serve_from_store(req, &skey);
 		if (served == SERVE_SERVED)
+		{
+			stampede_last_call = STAMPEDE_CALL_WAITED;
 			return;
+		}
 
 		memset(&error, 0, sizeof(error));
 		switch (flight_outcome(&fkey, gen, &error))

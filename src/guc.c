@@ -21,6 +21,7 @@
 #include "compat.h"
 #include "guc.h"
 
+int			stampede_last_call = STAMPEDE_CALL_NONE;
 int			stampede_lock_timeout_ms = 10000;
 int			stampede_max_wait_ms = 0;
 int			stampede_backoff_base_ms = 100;
@@ -33,6 +34,15 @@ char	   *stampede_namespace = NULL;
 int			stampede_valkey_connect_timeout_ms = 1000;
 int			stampede_valkey_timeout_ms = 1000;
 int			stampede_valkey_retry_interval_ms = 5000;
+
+static const struct config_enum_entry last_call_options[] = {
+	{"none", STAMPEDE_CALL_NONE, false},
+	{"hit", STAMPEDE_CALL_HIT, false},
+	{"waited", STAMPEDE_CALL_WAITED, false},
+	{"led", STAMPEDE_CALL_LED, false},
+	{"ran", STAMPEDE_CALL_RAN, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry wait_timeout_action_options[] = {
 	{"execute", STAMPEDE_ON_TIMEOUT_EXECUTE, false},
@@ -74,6 +84,16 @@ StampedeGucInit(void)
 							2000, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	/* Read-only: set by each call, a plain int store. */
+	DefineCustomEnumVariable("stampede.last_call",
+							 "How this session's last stampede call was answered: hit, waited, led or ran.",
+							 "hit: rows from the store; waited: rows another session or server computed; led: ran the query and shared its rows; ran: ran the query for itself alone.",
+							 &stampede_last_call,
+							 STAMPEDE_CALL_NONE,
+							 last_call_options,
+							 PGC_INTERNAL, GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE,
+							 NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("stampede.wait_timeout_action",
 							 "What a caller does when stampede.max_wait runs out: execute the query itself, or raise an error.",

@@ -14,6 +14,17 @@ typedef enum StampedeWaitTimeoutAction
 	STAMPEDE_ON_TIMEOUT_ERROR
 } StampedeWaitTimeoutAction;
 
+/* How this session's last call was answered (stampede.last_call). */
+typedef enum StampedeLastCall
+{
+	STAMPEDE_CALL_NONE,			/* no call yet */
+	STAMPEDE_CALL_HIT,			/* rows from the store at first look */
+	STAMPEDE_CALL_WAITED,		/* rows another session or server computed */
+	STAMPEDE_CALL_LED,			/* ran the query for its single flight */
+	STAMPEDE_CALL_RAN			/* ran the query for itself, storing nothing */
+} StampedeLastCall;
+
+extern int	stampede_last_call;
 extern int	stampede_lock_timeout_ms;
 extern int	stampede_max_wait_ms;
 extern int	stampede_backoff_base_ms;

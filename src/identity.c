@@ -136,21 +136,29 @@ read_settings(StringInfo buf)
 static void
 compute_context(void)
 {
+	static StringInfoData now = {NULL};
 	StringInfoData buf;
 	StringInfoData local;
 	bool		session_only;
 	ListCell   *lc;
 	char	   *dbname;
 
-	initStringInfo(&buf);
-	read_settings(&buf);
-	if (context_valid && buf.len == settings_seen.len &&
-		memcmp(buf.data, settings_seen.data, buf.len) == 0 &&
-		OverrideSearchPathMatchesCurrent(path_seen))
+	/* The common case: nothing changed since the last call. */
+	if (now.data == NULL)
 	{
-		pfree(buf.data);
-		return;
+		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&now);
+		MemoryContextSwitchTo(oldcxt);
 	}
+	read_settings(&now);
+	if (context_valid && now.len == settings_seen.len &&
+		memcmp(now.data, settings_seen.data, now.len) == 0 &&
+		OverrideSearchPathMatchesCurrent(path_seen))
+		return;
+
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, now.data, now.len);
 
 	context_valid = false;
 	if (settings_seen.data == NULL)

@@ -4,9 +4,9 @@
 Phase 1 runs the expensive query in every session, as an application without
 protection would; phase 2 asks through stampede_cached, so that one session
 per key runs it and the others wait for its rows; phase 3 asks again on the
-now-warm keys.  The query returns the pid of the backend that ran it, so a
-session whose rows carry its own pid led; stampede_stats on each server
-counts the executions, and the two must agree.
+now-warm keys.  After each call a session reads stampede.last_call, which
+says whether it led (ran the query), waited for another's rows or hit;
+stampede_stats on each server counts the executions, and the two must agree.
 
 Run it through test/demo.sh, which starts a server with stampede preloaded
 and sets PGHOST/PGPORT/PGUSER for libpq.
@@ -32,7 +32,7 @@ TTL = "5 minutes"
 # (STAMPEDE_LOCK_CLASS in src/flight.c); the SQL advisory lock functions use 1 and 2.
 STAMPEDE_LOCK_CLASS = 0x5354
 POLL_MS = 2
-COLUMNS = "t(city text, temperature int, pid int)"
+COLUMNS = "t(city text, temperature int)"
 METRICS = ["requests", "hits", "misses", "executions", "lock_waits", "avg_wait_ms",
            "api_call_reduction_pct", "lock_wait_rate_pct", "timeout_rate_pct"]
 
@@ -49,10 +49,7 @@ class Key:
         self.city = CITIES[i] if i < len(CITIES) else f"City {i + 1}"
         self.temperature = TEMPERATURES[i] if i < len(TEMPERATURES) else 10 + i % 15
         self.cache_key = f"weather:{self.city}"
-        # pid says which backend ran the query: the leader, once rows are
-        # cached.  Both servers' backends run on this machine, so a pid names
-        # one backend of either.
-        self.query = (f"SELECT city, temperature, pg_backend_pid() AS pid "
+        self.query = (f"SELECT city, temperature "
                       f"FROM demo_weather, pg_sleep({work_ms} / 1000.0) "
                       f"WHERE city = {quote(self.city)}")
 
@@ -74,6 +71,7 @@ class Session:
         self.rows = None
         self.error = None
         self.role = None
+        self.how = None  # stampede.last_call after the call
 
     def ask(self, sql, params, gate):
         try:
@@ -83,6 +81,9 @@ class Session:
                 cur.execute(sql, params)
                 self.rows = cur.fetchall()
                 self.end = time.perf_counter()
+                # How the session's own call was answered: hit, waited, led, ran.
+                cur.execute("SHOW stampede.last_call")
+                self.how = cur.fetchone()[0]
         except Exception as e:  # reported by the main thread
             self.error = e
 
@@ -156,25 +157,22 @@ def run_phase(sessions, statement, watch_locks, servers):
     return t0[0], waiting
 
 
-def classify(sessions, waiting, stale):
-    """Label each stampede_cached call from server-side facts.
+def classify(sessions, waiting):
+    """Label each stampede_cached call as its session's stampede.last_call
+    says, checked against pg_locks:
 
-    leader: the rows it got were computed in its own backend (their pid is its
-            pid), and not in an earlier phase (stale: that phase's leaders,
-            whose rows are stored), so it ran the query itself;
-    waiter: not the leader, and seen in pg_locks blocked on the key's lock
-            on its server;
-    hit:    neither: the rows were stored when it asked (with Valkey, it may
-            have waited there for the other server's leader).
+    leader: it ran the query and stored its rows ("led");
+    waiter: it got rows another session or server computed ("waited"; seen in
+            pg_locks blocked on the key's lock, if it waited on its server
+            longer than the polling interval);
+    hit:    the rows were stored when it asked ("hit");
+    direct: it ran the query for itself ("ran").
     """
+    roles = {"led": "leader", "waited": "waiter", "hit": "hit", "ran": "direct"}
     for s in sessions:
-        pid = s.rows[0][2] if s.rows else None
-        if pid == s.pid and pid not in stale:
-            s.role = "leader"
-        elif s.pid in waiting:
-            s.role = "waiter"
-        else:
-            s.role = "hit"
+        s.role = roles.get(s.how, "direct")
+        if s.pid in waiting and s.role == "hit":
+            sys.exit(f"FAILED: session {s.n} waited on the key's lock, yet says it hit")
 
 
 def print_timeline(sessions, t0):
@@ -258,7 +256,7 @@ def print_status(servers, admin):
         print(f"  {srv.name:<9} mode {mode}{reach}")
 
 
-def cached_phase(title, sessions, servers, admin, stale):
+def cached_phase(title, sessions, servers, admin):
     """Run sessions through stampede_cached: (when they started, executions per server)."""
     cached = lambda s: (f"SELECT * FROM stampede_cached(%s, %s, %s) AS {COLUMNS}",
                         (s.key.cache_key, s.key.query, TTL))
@@ -266,7 +264,7 @@ def cached_phase(title, sessions, servers, admin, stale):
     before = stats_executions(admin)
     t0, waiting = run_phase(sessions, cached, watch_locks=True, servers=servers)
     after = stats_executions(admin)
-    classify(sessions, waiting, stale)
+    classify(sessions, waiting)
     ran = {srv: after[srv] - before[srv] for srv in servers}
     return t0, ran
 
@@ -319,7 +317,7 @@ def main():
     unprotected = 0
     for k in keys:
         mine = [s for s in sessions if s.key is k]
-        own = sum(1 for s in mine if s.rows and s.rows[0][2] == s.pid)
+        own = sum(1 for s in mine if s.rows)
         unprotected += own
         split = ("" if len(servers) == 1 else "   (" + ", ".join(
             f"{sum(1 for s in mine if s.server is srv)} on the {srv.name}" for srv in servers) + ")")
@@ -338,14 +336,13 @@ def main():
             for k in keys:
                 cur.execute("SELECT stampede_invalidate(%s)", (k.cache_key,))
     t0, ran = cached_phase("Phase 2: with stampede_cached, cold cache", sessions, servers,
-                           admin, set())
+                           admin)
     protected = sum(ran.values())
-    by_pid = {s.pid: s for s in sessions}
     for k in keys:
         mine = [s for s in sessions if s.key is k]
         roles = {r: sum(s.role == r for s in mine) for r in ("leader", "waiter", "hit")}
         same = len({tuple(s.rows) for s in mine}) == 1 and len(mine[0].rows) == 1
-        leader = by_pid.get(mine[0].rows[0][2]) if mine[0].rows else None
+        leader = next((s for s in mine if s.role == "leader"), None)
         on = f" on the {leader.server.name}" if leader and len(servers) > 1 else ""
         print(f"  {k.city:<12} query ran {roles['leader']:>3}x{on}   "
               f"{plural(roles['leader'], 'leader')}, {plural(roles['waiter'], 'waiter')}, "
@@ -389,9 +386,8 @@ def main():
 
     # Phase 3: the keys are warm now, so every call should be a hit.
     pause(args, "run phase 3 (warm cache)")
-    stale = {s.pid for s in sessions if s.role == "leader"}
     t0, ran = cached_phase("Phase 3: with stampede_cached, warm cache", sessions, servers,
-                           admin, stale)
+                           admin)
     hits = sum(s.role == "hit" for s in sessions)
     slowest = max(s.end - s.start for s in sessions) * 1000
     print(f"  {hits} of {total} calls were hits, {plural(sum(ran.values()), 'execution')}, "
