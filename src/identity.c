@@ -66,7 +66,6 @@
 #include "identity.h"
 
 /* What the last identity was computed from, and what it came to. */
-static StringInfoData settings_seen;	/* in TopMemoryContext */
 static OverrideSearchPath *path_seen = NULL;
 static uint8 context_portable[STAMPEDE_ID_LEN];
 static uint8 context_local[STAMPEDE_ID_LEN];
@@ -96,37 +95,107 @@ put_string(StringInfo buf, const char *s)
 #define put_value(buf, v) appendBinaryStringInfo((buf), (const char *) &(v), sizeof(v))
 
 /*
- * The settings that change what a query computes, as bytes.  Read from the
- * variables behind them, since this runs on every call.
+ * The settings that change what a query computes, read from the variables
+ * behind them, since this runs on every call: numbers compared as bytes,
+ * strings by value (a setting's string is replaced, not edited, when it
+ * changes, but a new one may land at the old address).
  */
-static void
-read_settings(StringInfo buf)
-{
-	int			client_encoding = pg_get_client_encoding();
+#define NUM_INT_SETTINGS	10
+#define NUM_STR_SETTINGS	6
 
-	resetStringInfo(buf);
-	put_value(buf, DateStyle);
-	put_value(buf, DateOrder);
-	put_value(buf, IntervalStyle);
-	put_value(buf, extra_float_digits);
-	put_value(buf, bytea_output);
-	put_value(buf, xmloption);
-	put_value(buf, xmlbinary);
-	put_value(buf, backslash_quote);
-	put_value(buf, GinFuzzySearchLimit);
-	put_value(buf, standard_conforming_strings);
-	put_value(buf, Array_nulls);
-	put_value(buf, Transform_null_equals);
-	put_value(buf, quote_all_identifiers);
-	put_value(buf, row_security);
-	put_value(buf, lo_compat_privileges);
-	put_string(buf, pg_get_timezone_name(session_timezone));
-	put_string(buf, GetConfigOption("timezone_abbreviations", true, false));
-	put_string(buf, locale_monetary);
-	put_string(buf, locale_numeric);
-	put_string(buf, locale_time);
-	put_string(buf, TSCurrentConfig);
-	put_value(buf, client_encoding);	/* pg_client_encoding(), convert_to() */
+typedef struct Settings
+{
+	int			ints[NUM_INT_SETTINGS];
+	bool		bools[6];
+	const char *strs[NUM_STR_SETTINGS];
+} Settings;
+
+static Settings settings_seen;	/* strings copied to TopMemoryContext */
+static bool settings_seen_valid = false;
+
+/* timezone_abbreviations has no variable of its own outside guc.c. */
+static const char *
+timezone_abbreviations(void)
+{
+	static char **variable = NULL;
+
+	if (variable == NULL)
+	{
+		int			n;
+		struct config_generic **vars = StampedeGucVariables(&n);
+
+		for (int i = 0; i < n && variable == NULL; i++)
+		{
+			if (vars[i]->vartype == PGC_STRING &&
+				pg_strcasecmp(vars[i]->name, "timezone_abbreviations") == 0)
+				variable = ((struct config_string *) vars[i])->variable;
+		}
+		if (variable == NULL)
+			return "";
+	}
+	return *variable ? *variable : "";
+}
+
+static void
+read_settings(Settings *now)
+{
+	memset(now, 0, sizeof(*now));
+	now->ints[0] = DateStyle;
+	now->ints[1] = DateOrder;
+	now->ints[2] = IntervalStyle;
+	now->ints[3] = extra_float_digits;
+	now->ints[4] = bytea_output;
+	now->ints[5] = xmloption;
+	now->ints[6] = xmlbinary;
+	now->ints[7] = backslash_quote;
+	now->ints[8] = GinFuzzySearchLimit;
+	now->ints[9] = pg_get_client_encoding();	/* pg_client_encoding(), convert_to() */
+	now->bools[0] = standard_conforming_strings;
+	now->bools[1] = Array_nulls;
+	now->bools[2] = Transform_null_equals;
+	now->bools[3] = quote_all_identifiers;
+	now->bools[4] = row_security;
+	now->bools[5] = lo_compat_privileges;
+	now->strs[0] = pg_get_timezone_name(session_timezone);
+	now->strs[1] = timezone_abbreviations();
+	now->strs[2] = locale_monetary;
+	now->strs[3] = locale_numeric;
+	now->strs[4] = locale_time;
+	now->strs[5] = TSCurrentConfig;
+}
+
+static bool
+settings_unchanged(const Settings *now)
+{
+	if (!settings_seen_valid ||
+		memcmp(now->ints, settings_seen.ints, sizeof(now->ints)) != 0 ||
+		memcmp(now->bools, settings_seen.bools, sizeof(now->bools)) != 0)
+		return false;
+	for (int i = 0; i < NUM_STR_SETTINGS; i++)
+	{
+		if (strcmp(now->strs[i] ? now->strs[i] : "", settings_seen.strs[i]) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Keep now as the settings seen, and append them to buf as bytes. */
+static void
+keep_settings(const Settings *now, StringInfo buf)
+{
+	for (int i = 0; i < NUM_STR_SETTINGS && settings_seen_valid; i++)
+		pfree((char *) settings_seen.strs[i]);
+	memcpy(settings_seen.ints, now->ints, sizeof(now->ints));
+	memcpy(settings_seen.bools, now->bools, sizeof(now->bools));
+	for (int i = 0; i < NUM_STR_SETTINGS; i++)
+		settings_seen.strs[i] = MemoryContextStrdup(TopMemoryContext,
+													now->strs[i] ? now->strs[i] : "");
+	settings_seen_valid = true;
+
+	appendBinaryStringInfo(buf, (const char *) now->ints, sizeof(now->ints));
+	appendBinaryStringInfo(buf, (const char *) now->bools, sizeof(now->bools));
+	for (int i = 0; i < NUM_STR_SETTINGS; i++)
+		put_string(buf, settings_seen.strs[i]);
 }
 
 /*
@@ -136,7 +205,7 @@ read_settings(StringInfo buf)
 static void
 compute_context(void)
 {
-	static StringInfoData now = {NULL};
+	Settings	now;
 	StringInfoData buf;
 	StringInfoData local;
 	bool		session_only;
@@ -144,32 +213,14 @@ compute_context(void)
 	char	   *dbname;
 
 	/* The common case: nothing changed since the last call. */
-	if (now.data == NULL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-
-		initStringInfo(&now);
-		MemoryContextSwitchTo(oldcxt);
-	}
 	read_settings(&now);
-	if (context_valid && now.len == settings_seen.len &&
-		memcmp(now.data, settings_seen.data, now.len) == 0 &&
+	if (context_valid && settings_unchanged(&now) &&
 		OverrideSearchPathMatchesCurrent(path_seen))
 		return;
 
-	initStringInfo(&buf);
-	appendBinaryStringInfo(&buf, now.data, now.len);
-
 	context_valid = false;
-	if (settings_seen.data == NULL)
-	{
-		MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-
-		initStringInfo(&settings_seen);
-		MemoryContextSwitchTo(oldcxt);
-	}
-	resetStringInfo(&settings_seen);
-	appendBinaryStringInfo(&settings_seen, buf.data, buf.len);
+	initStringInfo(&buf);
+	keep_settings(&now, &buf);
 	if (path_seen != NULL)
 	{
 		list_free(path_seen->schemas);
