@@ -288,16 +288,23 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
  * then let go while it ran.  Its rows are not stored as if it had led.
  */
 static void
+raise_lock_released(int leader_pid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("stampede query released the lock of its own single flight"),
+			 errdetail("Process %d, which runs it, released session advisory locks (pg_advisory_unlock_all() or the like).",
+					   leader_pid),
+			 errhint("Do not release session advisory locks inside a cached query.")));
+}
+
+static void
 flight_check_still_held(void)
 {
 	LedFlight  *mine = &led[nled - 1];
 
 	if (flight_shared != NULL && !StampedeLockHeldByMe(&mine->tag, ExclusiveLock))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("stampede query released the lock of its own single flight"),
-				 errdetail("The query released session advisory locks (pg_advisory_unlock_all() or the like)."),
-				 errhint("Do not release session advisory locks inside a cached query.")));
+		raise_lock_released(MyProcPid);
 }
 
 /* The pid of the backend leading the flight of key now, or 0. */
@@ -421,11 +428,7 @@ flight_try_lead(const StampedeStoreKey *key, uint32 *gen)
 		 */
 		LockRelease(&tag, ExclusiveLock, true);
 		LWLockRelease(flight_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("stampede query released the lock of its own single flight"),
-				 errdetail("Process %d, which runs it, released session advisory locks (pg_advisory_unlock_all() or the like).", pid),
-				 errhint("Do not release session advisory locks inside a cached query.")));
+		raise_lock_released(pid);
 	}
 	flight->gen++;
 	flight->state = FLIGHT_RUNNING;

@@ -222,7 +222,6 @@ StampedeCheckQuery(const char *querytext, int querylen, List **schemas)
 typedef struct ReadCollector
 {
 	StampedeReadSet *reads;
-	List	   *relids;			/* every relation read, views' included */
 	bool		locks_rows;
 	bool		unlocks;		/* releases session advisory locks */
 } ReadCollector;
@@ -614,7 +613,6 @@ collect_walker(Node *node, void *context)
 
 			if (rte->rtekind != RTE_RELATION)
 				continue;
-			collector->relids = list_append_unique_oid(collector->relids, rte->relid);
 			classify_relation(collector, rte->relid);
 			/* Relations read through a view are checked as the view's owner. */
 			if (StampedeRteRequiresSelect(query, rte))
@@ -681,7 +679,6 @@ static void
 collect_reads(CachedPlanSource *plansource, StampedeReadSet *reads, ReadCollector *collector)
 {
 	collector->reads = reads;
-	collector->relids = NIL;
 	collector->locks_rows = false;
 	collector->unlocks = false;
 	collect_walker((Node *) linitial(plansource->query_list), collector);

@@ -327,25 +327,6 @@ StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
 	return true;
 }
 
-bool
-StampedeStoreDelete(const StampedeStoreKey *key)
-{
-	StoreEntry *entry;
-	bool		live = false;
-
-	if (store == NULL)
-		return false;
-	LWLockAcquire(store->lock, LW_EXCLUSIVE);
-	entry = hash_search(store_hash, key, HASH_FIND, NULL);
-	if (entry != NULL)
-	{
-		live = entry->expires_at > GetCurrentTimestamp();
-		store_free_entry(entry);
-	}
-	LWLockRelease(store->lock);
-	return live;
-}
-
 /*
  * Drop every entry of a key: each variant, each scope.  Scans the table
  * (invalidation is rare; a hit never scans).  Returns how many live ones

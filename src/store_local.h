@@ -44,7 +44,6 @@ extern bool StampedeStoreAvailable(void);
 extern char *StampedeStoreGet(const StampedeStoreKey *key, Size *len);
 extern bool StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
 							 TimestampTz expires_at);
-extern bool StampedeStoreDelete(const StampedeStoreKey *key);
 extern int	StampedeStoreDeleteKey(Oid dbid, uint64 hash);
 extern void StampedeStoreGetUsage(StampedeStoreUsage *usage);
 extern void StampedeStoreReleaseLockIfHeld(void);
