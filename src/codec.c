@@ -1,35 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * codec.c
- *	  The only file that knows the bytes of a cache entry.
- *
- *	  Layout (native byte order; the header says whose):
- *
- *		EntryHeader			magic, format version, flags, server major
- *							version, architecture tag, section offsets,
- *							checksum, the writing cluster's system identifier
- *							and database, the WAL position its query started
- *							at, and the identity of the call (two SHA-256)
- *		key					the caller's key, to tell colliding hashes apart
- *		attributes			per column: type OID, typmod, name
- *		relations			per relation read: OID, the user its rights are
- *							checked as, the rights, columns read
- *		functions			OIDs of the functions called
- *		rows				per row: data length, null/varwidth flags,
- *							null bitmap (if any), then the tuple's data area
+ *	  Writes cache entries, seals those that go to Valkey, and reads them
+ *	  back in the server (the layout: entry_format.h).
  *
  *	  Rows keep PostgreSQL's own tuple data layout, so a hit rebuilds each
  *	  row with one header write and one memcpy, without touching a value.
  *	  That layout is only meaningful to a server of the same major version
  *	  and architecture with the same type and relation OIDs: the header's
  *	  version, architecture tag and system identifier (a primary and its
- *	  physical replicas share it) let a reader check; entries of another
- *	  cluster are not read.  Entries read from Valkey are checked against
- *	  their checksum first.
+ *	  physical replicas share it) let a reader check.
  *
- *	  Parsing never trusts the bytes: every length is checked against the
- *	  entry's end, and anything that does not add up is reported as damaged
- *	  (the caller treats it as a miss).
+ *	  What Valkey holds, anyone who can write to Valkey may have written.  An
+ *	  entry sent there is sealed: an expiry and an HMAC-SHA256 under the key
+ *	  of secret.c, which only the servers meant to share entries hold.  A
+ *	  reader takes an entry from Valkey only if its seal is good and it has
+ *	  not expired, and then still checks every row (entry_check.c) before
+ *	  reading one.  The local store is this server's own memory: its entries
+ *	  are neither sealed nor checked again.
  *
  *-------------------------------------------------------------------------
  */
@@ -43,53 +31,18 @@
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
-#include "port/pg_crc32c.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "codec.h"
+#include "entry_check.h"
+#include "entry_format.h"
+#include "secret.h"
 
-#define STAMPEDE_MAGIC			0x504D5453	/* "STMP" read little-endian */
-#define STAMPEDE_FORMAT_VERSION	3
-
-#define ROW_HASNULL				0x01
-#define ROW_HASVARWIDTH			0x02
-#define ROW_HEADER_SIZE			5	/* uint32 data length + uint8 flags */
-
-/* What a reader must share with the writer to use the rows as they are. */
-#define STAMPEDE_ARCH_TAG \
-	((uint32) MAXIMUM_ALIGNOF | ((uint32) SIZEOF_DATUM << 8) | \
-	 ((uint32) FLOAT8PASSBYVAL << 16) | (STAMPEDE_BIG_ENDIAN << 24))
-#ifdef WORDS_BIGENDIAN
-#define STAMPEDE_BIG_ENDIAN 1u
-#else
-#define STAMPEDE_BIG_ENDIAN 0u
-#endif
-
-typedef struct EntryHeader
-{
-	uint32		magic;
-	uint16		format_version;
-	uint16		flags;
-	uint32		server_major;	/* PG_VERSION_NUM / 10000 */
-	uint32		arch;
-	uint32		total_len;
-	uint16		natts;
-	uint16		keylen;
-	uint32		nrels;
-	uint32		nfuncs;
-	uint32		attrs_offset;
-	uint32		rels_offset;
-	uint32		funcs_offset;
-	uint32		rows_offset;
-	uint32		checksum;		/* CRC-32C of the entry, this field as 0 */
-	Oid			dbid;			/* the writing database: OIDs are its */
-	uint64		nrows;
-	uint64		system_id;		/* the writing cluster's */
-	uint64		fill_lsn;		/* for DDL since: see changes.c */
-	StampedeEntryId id;			/* the call whose rows these are */
-} EntryHeader;
+#define get_u16 entry_get_u16
+#define get_u32 entry_get_u32
 
 static inline void
 put_u16(StringInfo buf, uint16 v)
@@ -103,44 +56,10 @@ put_u32(StringInfo buf, uint32 v)
 	appendBinaryStringInfo(buf, (char *) &v, sizeof(v));
 }
 
-static inline uint16
-get_u16(const char *p)
-{
-	uint16		v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
-static inline uint32
-get_u32(const char *p)
-{
-	uint32		v;
-
-	memcpy(&v, p, sizeof(v));
-	return v;
-}
-
 static inline EntryHeader *
 encoder_header(StampedeEncoder *enc)
 {
 	return (EntryHeader *) enc->buf.data;
-}
-
-/* CRC-32C of an entry, its header's checksum field counted as 0. */
-static uint32
-entry_checksum(const char *data, Size len)
-{
-	EntryHeader header;
-	pg_crc32c	crc;
-
-	memcpy(&header, data, sizeof(header));
-	header.checksum = 0;
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, &header, sizeof(header));
-	COMP_CRC32C(crc, data + sizeof(header), len - sizeof(header));
-	FIN_CRC32C(crc);
-	return crc;
 }
 
 /*
@@ -277,100 +196,100 @@ StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len)
 	header->total_len = enc->buf.len;
 	header->nrows = enc->nrows;
 	header->system_id = GetSystemIdentifier();
-	header->checksum = entry_checksum(enc->buf.data, enc->buf.len);
 	*data = enc->buf.data;
 	*len = enc->buf.len;
 	return true;
 }
 
 /*
- * Check an entry's header and sections and point into them.  False means
- * the bytes are not an entry this server can read: another format, major
- * version or architecture, or damaged.  An entry another cluster wrote is
- * parsed, and marked foreign: its OIDs are that cluster's.
+ * Check an entry's header and sections and point into them (see
+ * StampedeEntryParseBytes).  An entry another cluster wrote is parsed, and
+ * marked foreign: its OIDs are that cluster's.
  */
 bool
 StampedeEntryParse(const char *data, Size len, StampedeEntry *entry)
 {
+	if (!StampedeEntryParseBytes(data, len, entry))
+		return false;
+	entry->foreign = entry->system_id != GetSystemIdentifier();
+	return true;
+}
+
+/* The HMAC of an entry, its header's mac field counted as zeros. */
+static bool
+entry_mac(const char *data, Size len, uint8 *mac)
+{
 	EntryHeader header;
-	const char *p;
-	const char *end;
 
-	if (len < sizeof(EntryHeader))
-		return false;
 	memcpy(&header, data, sizeof(header));
-	if (header.magic != STAMPEDE_MAGIC ||
-		header.format_version != STAMPEDE_FORMAT_VERSION ||
-		header.server_major != PG_VERSION_NUM / 10000 ||
-		header.arch != STAMPEDE_ARCH_TAG ||
-		header.total_len != len ||
-		header.natts == 0 || header.natts > MaxTupleAttributeNumber)
-		return false;
-	if (!(sizeof(EntryHeader) + header.keylen <= header.attrs_offset &&
-		  header.attrs_offset <= header.rels_offset &&
-		  header.rels_offset <= header.funcs_offset &&
-		  header.funcs_offset <= header.rows_offset &&
-		  header.rows_offset <= len &&
-		  header.rows_offset - header.funcs_offset >= (uint64) header.nfuncs * sizeof(Oid) &&
-		  header.rows_offset % MAXIMUM_ALIGNOF == 0))
-		return false;
+	memset(header.mac, 0, sizeof(header.mac));
+	return StampedeSecretMac((const char *) &header, sizeof(header),
+							 data + sizeof(header), len - sizeof(header), mac);
+}
 
-	/* Walk the variable-length sections once, so later readers need not. */
-	end = data + header.rels_offset;
-	p = data + header.attrs_offset;
-	for (int i = 0; i < header.natts; i++)
-	{
-		if (end - p < 10 || end - p - 10 < get_u16(p + 8))
-			return false;
-		p += 10 + get_u16(p + 8);
-	}
-	if (p != end)
-		return false;
-	end = data + header.funcs_offset;
-	p = data + header.rels_offset;
-	for (uint32 i = 0; i < header.nrels; i++)
-	{
-		if (end - p < 14 || (end - p - 14) / 2 < get_u16(p + 12))
-			return false;
-		p += 14 + 2 * get_u16(p + 12);
-	}
-	if (p != end)
-		return false;
+/*
+ * Make a finished entry fit to send to Valkey: no reader takes it after
+ * expires_at, nor if anything in it changed.  False when it cannot be
+ * sealed (no secret): then it must not be sent.
+ */
+bool
+StampedeEntrySeal(char *data, Size len, int64 expires_at)
+{
+	EntryHeader *header = (EntryHeader *) data;
+	uint8		mac[STAMPEDE_MAC_LEN];
 
-	entry->data = data;
-	entry->len = len;
-	entry->flags = header.flags;
-	entry->foreign = header.system_id != GetSystemIdentifier();
-	entry->dbid = header.dbid;
-	entry->fill_lsn = header.fill_lsn;
-	entry->local_id = (const uint8 *) data + offsetof(EntryHeader, id.local);
-	entry->portable_id = (const uint8 *) data + offsetof(EntryHeader, id.portable);
-	entry->natts = header.natts;
-	entry->nrows = header.nrows;
-	entry->key = data + sizeof(EntryHeader);
-	entry->keylen = header.keylen;
-	entry->attrs = data + header.attrs_offset;
-	entry->rels = data + header.rels_offset;
-	entry->nrels = header.nrels;
-	entry->funcs = data + header.funcs_offset;
-	entry->nfuncs = header.nfuncs;
-	entry->rows = data + header.rows_offset;
+	Assert(len >= sizeof(EntryHeader));
+	header->expires_at = expires_at;
+	memset(header->mac, 0, sizeof(header->mac));
+	if (!entry_mac(data, len, mac))
+		return false;
+	memcpy(header->mac, mac, sizeof(mac));
 	return true;
 }
 
 /*
- * Do the bytes hold exactly what their writer wrote?  For entries that come
- * from outside this server's memory (Valkey), before anything reads rows.
+ * Did a server holding our secret write these bytes, as they are, and is
+ * the entry still in date?  For bytes read from Valkey, before anything
+ * else reads them.  Compared in constant time: the bytes are a stranger's.
  */
 bool
-StampedeEntryChecksumOk(const char *data, Size len)
+StampedeEntryAuthentic(const char *data, Size len)
 {
 	EntryHeader header;
+	uint8		mac[STAMPEDE_MAC_LEN];
+	uint8		diff = 0;
 
 	if (len < sizeof(EntryHeader))
 		return false;
 	memcpy(&header, data, sizeof(header));
-	return header.checksum == entry_checksum(data, len);
+	if (!entry_mac(data, len, mac))
+		return false;
+	for (int i = 0; i < STAMPEDE_MAC_LEN; i++)
+		diff |= mac[i] ^ header.mac[i];
+	return diff == 0 && header.expires_at > GetCurrentTimestamp();
+}
+
+/*
+ * Are the rows of an entry whole for a reader whose row type is desc (the
+ * types of the entry's columns, as this server's catalog lays them out)?
+ */
+bool
+StampedeEntryRowsValidFor(const StampedeEntry *entry, TupleDesc desc)
+{
+	StampedeColumnLayout *columns;
+	bool		valid;
+
+	if (desc->natts != entry->natts)
+		return false;
+	columns = palloc(sizeof(StampedeColumnLayout) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		columns[i].len = TupleDescAttr(desc, i)->attlen;
+		columns[i].align = TupleDescAttr(desc, i)->attalign;
+	}
+	valid = StampedeEntryRowsValid(entry, columns);
+	pfree(columns);
+	return valid;
 }
 
 bool

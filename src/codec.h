@@ -44,6 +44,7 @@ typedef enum StampedeScope
 } StampedeScope;
 
 #define STAMPEDE_ID_LEN 32		/* SHA-256 */
+#define STAMPEDE_MAC_LEN 32		/* HMAC-SHA256 */
 
 /*
  * What a call is, as digests: "local" says everything, down to the OIDs its
@@ -104,8 +105,10 @@ typedef struct StampedeEntry
 	Size		len;
 	uint16		flags;
 	bool		foreign;		/* written by another cluster */
+	uint64		system_id;		/* the writing cluster's */
 	Oid			dbid;			/* the writer's database */
 	uint64		fill_lsn;		/* WAL position when its query started */
+	int64		expires_at;		/* sealed for Valkey: no use after; else 0 */
 	const uint8 *local_id;
 	const uint8 *portable_id;
 	int			natts;
@@ -128,7 +131,9 @@ extern void StampedeEncoderAddRow(StampedeEncoder *enc, TupleDesc desc, HeapTupl
 extern bool StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len);
 
 extern bool StampedeEntryParse(const char *data, Size len, StampedeEntry *entry);
-extern bool StampedeEntryChecksumOk(const char *data, Size len);
+extern bool StampedeEntrySeal(char *data, Size len, int64 expires_at);
+extern bool StampedeEntryAuthentic(const char *data, Size len);
+extern bool StampedeEntryRowsValidFor(const StampedeEntry *entry, TupleDesc desc);
 extern bool StampedeEntryKeyEquals(const StampedeEntry *entry, const char *key, int keylen);
 extern void StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads);
 extern TupleDesc StampedeEntryTupleDesc(const StampedeEntry *entry);

@@ -147,6 +147,62 @@ StampedeSha256(const char *data, size_t len, uint8 *out)
 }
 #endif
 
+/*
+ * HMAC-SHA256 of a || b under key (at most 64 bytes), to seal entries sent
+ * to Valkey: common/hmac.h from PG 14, written out over common/sha2.h
+ * before (RFC 2104).  False on failure.
+ */
+#if PG_VERSION_NUM >= 140000
+#include "common/hmac.h"
+static inline bool
+StampedeHmacSha256(const uint8 *key, size_t keylen, const char *a, size_t alen,
+				   const char *b, size_t blen, uint8 *out)
+{
+	pg_hmac_ctx *ctx = pg_hmac_create(PG_SHA256);
+	bool		ok;
+
+	ok = ctx != NULL && pg_hmac_init(ctx, key, keylen) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) a, alen) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) b, blen) == 0 &&
+		pg_hmac_final(ctx, out, 32) == 0;
+	pg_hmac_free(ctx);
+	return ok;
+}
+#else
+static inline bool
+StampedeHmacSha256(const uint8 *key, size_t keylen, const char *a, size_t alen,
+				   const char *b, size_t blen, uint8 *out)
+{
+	uint8		pad[PG_SHA256_BLOCK_LENGTH];
+	uint8		inner[PG_SHA256_DIGEST_LENGTH];
+	pg_sha256_ctx ctx;
+
+	if (keylen > sizeof(pad))
+		return false;
+	memset(pad, 0x36, sizeof(pad));
+	for (size_t i = 0; i < keylen; i++)
+		pad[i] ^= key[i];
+	pg_sha256_init(&ctx);
+	pg_sha256_update(&ctx, pad, sizeof(pad));
+	pg_sha256_update(&ctx, (const uint8 *) a, alen);
+	pg_sha256_update(&ctx, (const uint8 *) b, blen);
+	pg_sha256_final(&ctx, inner);
+	for (size_t i = 0; i < sizeof(pad); i++)
+		pad[i] ^= 0x36 ^ 0x5c;
+	pg_sha256_init(&ctx);
+	pg_sha256_update(&ctx, pad, sizeof(pad));
+	pg_sha256_update(&ctx, inner, sizeof(inner));
+	pg_sha256_final(&ctx, out);
+	return true;
+}
+#endif
+
+/* PG 14 put a compression method in the top bits of a compressed value's size. */
+#ifndef VARLENA_EXTSIZE_BITS
+#define VARLENA_EXTSIZE_BITS	30
+#define VARLENA_EXTSIZE_MASK	((1U << VARLENA_EXTSIZE_BITS) - 1)
+#endif
+
 /* PG 16 hands back the GUC array with its length; before, two calls. */
 #if PG_VERSION_NUM >= 160000
 #define StampedeGucVariables(n) get_guc_variables(n)

@@ -63,6 +63,7 @@
 #include "guc.h"
 #include "invalidation.h"
 #include "lease.h"
+#include "outage.h"
 #include "query.h"
 #include "stats.h"
 #include "store_local.h"
@@ -260,9 +261,13 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 	flight = hash_search(flights, &mine->key, HASH_FIND, NULL);
 	if (flight != NULL && flight->gen == mine->gen)
 	{
+		/* With Valkey configured, rows stored here are a fallback copy. */
+		uint64		outage = StampedeValkeyConfigured() ? StampedeOutageEpoch() : 0;
+
 		for (int i = 0; i < nputs && !flight->invalidated; i++)
 		{
-			if (!StampedeStorePut(&puts[i].key, puts[i].data, puts[i].len, expires_at))
+			if (!StampedeStorePut(&puts[i].key, puts[i].data, puts[i].len, expires_at,
+								  outage))
 				outcome = FLIGHT_UNCACHEABLE;
 		}
 		flight->state = outcome;
@@ -590,7 +595,7 @@ row_types_match(TupleDesc indesc, TupleDesc outdesc)
  * replaces rows of a definition that changed.
  */
 static bool
-serve_entry(StampedeRequest *req, const StampedeEntry *entry, bool shared)
+serve_entry(StampedeRequest *req, const StampedeEntry *entry, bool shared, bool untrusted)
 {
 	StampedeReadSet reads;
 	TupleConversionMap *map = NULL;
@@ -617,8 +622,13 @@ serve_entry(StampedeRequest *req, const StampedeEntry *entry, bool shared)
 
 		if (indesc == NULL || !row_types_match(indesc, req->outdesc))
 			return false;
+		/* Rows from Valkey are read only once each value is known whole. */
+		if (untrusted && !StampedeEntryRowsValidFor(entry, indesc))
+			return false;
 		map = StampedeRowTypeMap(indesc, req->outdesc, key_for_message(req));
 	}
+	else if (untrusted && !StampedeEntryRowsValidFor(entry, req->outdesc))
+		return false;
 	if (req->take_entry && map == NULL)
 	{
 		req->entry_data = (char *) entry->data;
@@ -684,18 +694,50 @@ valkey_key(const StampedeStoreKey *skey)
 static void
 valkey_keys(const StampedeStoreKey *skey, StampedeValkeyKeys *keys)
 {
-	char	   *prefix = valkey_prefix(skey->hash);
-	char	   *vprefix = psprintf("%s%016" INT64_MODIFIER "x:", prefix, skey->variant);
-
 	Assert(skey->scope == 0);
-	keys->prefix = prefix;
-	keys->value = psprintf("%s0:v", vprefix);
-	keys->lock = psprintf("%s0:l", vprefix);
-	keys->error = psprintf("%s0:e", vprefix);
-	keys->channel = psprintf("%s0:c", vprefix);
-	keys->generation = psprintf("%sg", prefix);
-	keys->roles = psprintf("%sr", prefix);
-	keys->invalidations = psprintf("%si", prefix);
+	StampedeValkeyKeysOf(valkey_prefix(skey->hash), skey->variant, keys);
+}
+
+static bool rejection_logged = false;
+
+/*
+ * May bytes read from Valkey be read further?  Only an entry sealed by a
+ * server that holds our secret, unchanged and in date (codec.c): anyone
+ * may write to Valkey.  Rejected entries are misses, and get replaced;
+ * they are counted as Valkey errors and logged once per incident.
+ */
+static bool
+valkey_entry_accepted(const char *data, Size len)
+{
+	if (StampedeEntryAuthentic(data, len))
+	{
+		rejection_logged = false;
+		return true;
+	}
+	StampedeStatsCount(STAT_VALKEY_ERRORS);
+	if (!rejection_logged)
+		ereport(LOG,
+				(errmsg("stampede rejected an entry read from Valkey: it is not sealed by a server holding this server's secret, or it changed or expired"),
+				 errdetail("It is treated as a miss and replaced. Servers share entries only when they hold the same secret: see stampede.valkey_secret.")));
+	rejection_logged = true;
+	return false;
+}
+
+/*
+ * May this backend use Valkey for the key of skey now?  Not while its
+ * circuit is open, nor while this server owes Valkey an invalidation of
+ * the key (its rows there may be the ones invalidated here): that is paid
+ * first, if Valkey takes it.
+ */
+static bool
+valkey_ready_for(const StampedeStoreKey *skey)
+{
+	if (!StampedeValkeyUsable())
+		return false;
+	if (!StampedeOutageOwes(skey->dbid, skey->hash))
+		return true;
+	(void) StampedeValkeyPayOwed();
+	return StampedeValkeyUsable() && !StampedeOutageOwes(skey->dbid, skey->hash);
 }
 
 /*
@@ -706,15 +748,14 @@ static char *
 fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 {
 	*from_valkey = false;
-	if (StampedeValkeyUsable())
+	if (valkey_ready_for(skey))
 	{
 		const char *vkey = valkey_key(skey);
 		char	   *value;
 
 		if (StampedeValkeyGet(1, &vkey, &value, len))
 		{
-			/* What Valkey holds is anyone's: a damaged entry is a miss. */
-			if (value != NULL && !StampedeEntryChecksumOk(value, *len))
+			if (value != NULL && !valkey_entry_accepted(value, *len))
 			{
 				pfree(value);
 				return NULL;
@@ -724,7 +765,7 @@ fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 		}
 		StampedeStatsCount(STAT_FALLBACKS);
 	}
-	return StampedeStoreGet(skey, len);
+	return StampedeStoreGet(skey, len, StampedeOutageEpoch());
 }
 
 static ServeResult serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey);
@@ -779,7 +820,7 @@ serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size
 			if (result == SERVE_MISS)
 				result = SERVE_MISS_SCOPED;
 		}
-		else if (!(entry.flags & STAMPEDE_ENTRY_STUB) && serve_entry(req, &entry, shared))
+		else if (!(entry.flags & STAMPEDE_ENTRY_STUB) && serve_entry(req, &entry, shared, from_valkey))
 		{
 			result = SERVE_SERVED;
 			if (from_valkey)
@@ -876,6 +917,7 @@ typedef struct RemoteKeys
 	char	   *token;			/* set while this backend holds the lock */
 	char	   *generation;		/* the key's generation when it took the lock */
 	int			lease;			/* its slot for renewal, or -1 */
+	StampedeStoreKey skey;		/* the call's store key (scope 0) */
 } RemoteKeys;
 
 /*
@@ -1060,7 +1102,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		{
 			bool		acquired = false;
 
-			if (StampedeEntryChecksumOk(value, len) &&
+			if (valkey_entry_accepted(value, len) &&
 				serve_bytes(req, skey, value, len, true) == SERVE_SERVED)
 				return REMOTE_SERVED;
 
@@ -1135,16 +1177,51 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 }
 
 /*
- * Store the leader's rows in Valkey and let go of the lock, in one script.
- * False when Valkey failed: the rows then go to the local store.
+ * The leader is done with its Valkey lock: stop renewing it, and when Valkey
+ * could not be told (released false), owe Valkey the release, so that the
+ * lock goes as soon as Valkey answers rather than when it expires.
+ */
+static void
+remote_let_go(RemoteKeys *rk, bool released)
+{
+	StampedeLeaseRemove(rk->lease);
+	rk->lease = -1;
+	if (!released)
+	{
+		StampedeOwed owed;
+
+		memset(&owed, 0, sizeof(owed));
+		owed.kind = STAMPEDE_OWE_UNLOCK;
+		owed.dbid = rk->skey.dbid;
+		owed.hash = rk->skey.hash;
+		owed.variant = rk->skey.variant;
+		strlcpy(owed.prefix, rk->keys.prefix, sizeof(owed.prefix));
+		strlcpy(owed.arg, rk->token, sizeof(owed.arg));
+		if (strlen(rk->keys.prefix) < sizeof(owed.prefix))
+			(void) StampedeOutageOwe(stampede_valkey_url, &owed);
+	}
+	rk->token = NULL;
+}
+
+/*
+ * Store the leader's rows in Valkey, sealed (see codec.c), and let go of the
+ * lock, in one script.  False when they could not be stored there (Valkey
+ * failed, or there is no secret to seal them with): the rows then go to the
+ * local store.  Either way the lock is no longer this backend's.
  */
 static bool
 remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int nputs)
 {
 	int64		ttl_ms = Min(req->ttl_ms, INT64CONST(3155760000000));
+	TimestampTz expires_at = expiry_time(req->ttl_ms);
+	bool		sealed = true;
 	bool		ok = true;
-
 	char	   *members = "";
+
+	for (int i = 0; i < nputs; i++)
+		sealed &= StampedeEntrySeal(puts[i].data, puts[i].len, expires_at);
+	if (!sealed)
+		nputs = 0;
 
 	/*
 	 * With a scope's stub, the stub goes first and the scope's rows last;
@@ -1165,29 +1242,26 @@ remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int np
 	else if (ok)
 		ok = StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, "", NULL, 0,
 										  1, rk->token, rk->generation);
-	if (ok)
-	{
-		StampedeLeaseRemove(rk->lease);
-		rk->token = NULL;
-	}
-	return ok;
+	remote_let_go(rk, ok);
+	return ok && sealed;
 }
 
 /* Let go of the Valkey lock after an error; tell the waiters if it is the query's own. */
 static void
 remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
 {
+	bool		released;
+
 	if (rk->token == NULL)
 		return;
-	StampedeLeaseRemove(rk->lease);
 	/* Bounded by stampede.valkey_timeout; a cancel is already being handled. */
 	HOLD_INTERRUPTS();
 	if (!leaders)
 		remote_put_error(rk, edata);
-	(void) StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, "", NULL, 0,
-										1, rk->token, rk->generation);
+	released = StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, "", NULL, 0,
+											1, rk->token, rk->generation);
 	RESUME_INTERRUPTS();
-	rk->token = NULL;
+	remote_let_go(rk, released);
 }
 
 /* Let go of the Valkey lock, as a leader that is going away. */
@@ -1263,9 +1337,10 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 		}
 
 		/* Across servers: one leader between all that share the Valkey. */
-		if (StampedeValkeyUsable())
+		if (valkey_ready_for(skey))
 		{
 			valkey_keys(skey, &rk->keys);
+			rk->skey = *skey;
 			remote = remote_lead_or_wait(req, skey, rk);
 			StampedeValkeyUnsubscribe();
 			if (remote == REMOTE_LEAD)
@@ -1571,17 +1646,43 @@ StampedeServe(StampedeRequest *req)
 }
 
 /*
+ * Owe Valkey the invalidation of the key of skey by xid: sent as soon as it
+ * answers, and before this server reads the key from it (see outage.c).
+ * False when it cannot be kept.
+ */
+static bool
+owe_invalidation(const StampedeStoreKey *skey, const char *xid)
+{
+	StampedeOwed owed;
+	char	   *prefix = valkey_prefix(skey->hash);
+
+	memset(&owed, 0, sizeof(owed));
+	owed.kind = STAMPEDE_OWE_INVALIDATION;
+	owed.dbid = skey->dbid;
+	owed.hash = skey->hash;
+	if (strlen(prefix) >= sizeof(owed.prefix))
+		return false;
+	strlcpy(owed.prefix, prefix, sizeof(owed.prefix));
+	strlcpy(owed.arg, xid, sizeof(owed.arg));
+	return StampedeOutageOwe(stampede_valkey_url, &owed);
+}
+
+/*
  * Remove every entry of the key of skey (each variant and scope), and make
  * the flights of it that run now not store their rows: they were computed
  * before the invalidation.  xid names the invalidating transaction for
  * fills on other servers (invalid: none).  True when a live entry was
- * removed.
+ * removed.  *reached says whether every store was: when Valkey was not, the
+ * invalidation is owed to it (*kept says whether that could be recorded).
  */
 static bool
-invalidate_key(const StampedeStoreKey *skey, FullTransactionId xid)
+invalidate_key(const StampedeStoreKey *skey, FullTransactionId xid, bool *reached, bool *kept)
 {
 	bool		removed = false;
+	char		xidbuf[32] = "";
 
+	*reached = true;
+	*kept = true;
 	if (flight_shared != NULL)
 	{
 		HASH_SEQ_STATUS status;
@@ -1598,20 +1699,23 @@ invalidate_key(const StampedeStoreKey *skey, FullTransactionId xid)
 		removed |= StampedeStoreDeleteKey(skey->dbid, skey->hash) > 0;
 		LWLockRelease(flight_shared->lock);
 	}
+	if (!StampedeValkeyConfigured())
+		return removed;
 
 	/* Not under the LWLock: network I/O must stay interruptible. */
-	if (StampedeValkeyUsable())
+	if (FullTransactionIdIsValid(xid))
+		snprintf(xidbuf, sizeof(xidbuf), UINT64_FORMAT, U64FromFullTransactionId(xid));
+	if (valkey_ready_for(skey))
 	{
 		StampedeValkeyKeys keys;
 		bool		deleted = false;
-		char		xidbuf[32] = "";
 
-		if (FullTransactionIdIsValid(xid))
-			snprintf(xidbuf, sizeof(xidbuf), UINT64_FORMAT, U64FromFullTransactionId(xid));
 		valkey_keys(skey, &keys);
 		if (StampedeValkeyInvalidate(&keys, xidbuf, &deleted))
-			removed |= deleted;
+			return removed || deleted;
 	}
+	*reached = false;
+	*kept = owe_invalidation(skey, xidbuf);
 	return removed;
 }
 
@@ -1652,8 +1756,14 @@ invalidation_xact_callback(XactEvent event, void *arg)
 		foreach(lc, pending)
 		{
 			PendingInvalidation *p = lfirst(lc);
+			bool		reached;
+			bool		kept;
 
-			(void) invalidate_key(&p->key, p->xid);
+			(void) invalidate_key(&p->key, p->xid, &reached, &kept);
+			if (!kept)
+				ereport(WARNING,
+						(errmsg("stampede could not reach Valkey to invalidate a key again after commit, nor keep the invalidation for later"),
+						 errdetail("Other servers may serve its old rows until their ttl ends.")));
 		}
 	}
 	PG_CATCH();
@@ -1678,6 +1788,8 @@ bool
 StampedeInvalidate(const char *key, int keylen)
 {
 	bool		removed = false;
+	bool		all_reached = true;
+	bool		all_kept = true;
 
 	if (!inval_callback_registered)
 	{
@@ -1689,6 +1801,8 @@ StampedeInvalidate(const char *key, int keylen)
 		StampedeStoreKey skey;
 		PendingInvalidation *p;
 		MemoryContext oldcxt;
+		bool		reached;
+		bool		kept;
 
 		memset(&skey, 0, sizeof(skey));
 		skey.dbid = MyDatabaseId;
@@ -1701,9 +1815,27 @@ StampedeInvalidate(const char *key, int keylen)
 		pending_invalidations = lappend(pending_invalidations, p);
 		MemoryContextSwitchTo(oldcxt);
 
-		removed |= invalidate_key(&skey, p->xid);
+		removed |= invalidate_key(&skey, p->xid, &reached, &kept);
+		all_reached &= reached;
+		all_kept &= kept;
 	}
 	if (removed)
 		StampedeStatsCount(STAT_INVALIDATIONS);
-	return removed;
+	if (all_reached)
+		return removed;
+
+	/* Say so: other servers may still serve the old rows from Valkey. */
+	if (all_kept)
+		ereport(WARNING,
+				(errmsg("stampede could not reach Valkey to invalidate key \"%s\"",
+						pnstrdup(key, keylen)),
+				 errdetail("It was removed from this server's store. Valkey's copy will be invalidated as soon as Valkey answers again, and before this server reads the key from it; until then other servers may serve the old rows."),
+				 errhint("See stampede_status() for why Valkey cannot be reached.")));
+	else
+		ereport(WARNING,
+				(errmsg("stampede could not reach Valkey to invalidate key \"%s\", nor keep the invalidation for later",
+						pnstrdup(key, keylen)),
+				 errdetail("It was removed from this server's store; other servers may serve the old rows from Valkey until their ttl ends."),
+				 errhint("Call stampede_invalidate again once Valkey answers (see stampede_status()).")));
+	return false;
 }

@@ -30,6 +30,7 @@ int			stampede_wait_timeout_action = STAMPEDE_ON_TIMEOUT_EXECUTE;
 int			stampede_local_cache_size_kb = 64 * 1024;
 int			stampede_max_entry_size_kb = 8 * 1024;
 char	   *stampede_valkey_url = NULL;
+char	   *stampede_valkey_secret = NULL;
 char	   *stampede_namespace = NULL;
 int			stampede_valkey_connect_timeout_ms = 1000;
 int			stampede_valkey_timeout_ms = 1000;
@@ -69,12 +70,17 @@ StampedeGucInit(void)
 							PGC_USERSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
+	/*
+	 * Superuser-only: the backoff is how often a waiter polls Valkey, which
+	 * other servers and applications share; a role that could lower it
+	 * could turn every wait into a busy loop against it.
+	 */
 	DefineCustomIntVariable("stampede.backoff_base",
 							"First delay of the exponential backoff of a caller that polls for a result.",
 							NULL,
 							&stampede_backoff_base_ms,
 							100, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_MS,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("stampede.backoff_max",
@@ -82,7 +88,7 @@ StampedeGucInit(void)
 							NULL,
 							&stampede_backoff_max_ms,
 							2000, 1, INT_MAX,
-							PGC_USERSET, GUC_UNIT_MS,
+							PGC_SUSET, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	/* Read-only: set by each call, a plain int store. */
@@ -119,6 +125,15 @@ StampedeGucInit(void)
 							   &stampede_valkey_url,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	/* The same, and never shown: it decides whose entries a server accepts. */
+	DefineCustomStringVariable("stampede.valkey_secret",
+							   "Secret that authenticates the entries that servers share through Valkey.",
+							   "Empty: the file stampede_secret of the data directory, which a primary and its physical replicas share. Set the same value on independent clusters that share entries on purpose.",
+							   &stampede_valkey_secret,
+							   "",
+							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("stampede.namespace",

@@ -33,6 +33,7 @@ extern int	stampede_wait_timeout_action;
 extern int	stampede_local_cache_size_kb;
 extern int	stampede_max_entry_size_kb;
 extern char *stampede_valkey_url;
+extern char *stampede_valkey_secret;
 extern char *stampede_namespace;
 extern int	stampede_valkey_connect_timeout_ms;
 extern int	stampede_valkey_timeout_ms;

@@ -9,8 +9,17 @@
  *	  backend publishes the locks it holds in a slot of shared memory of its
  *	  own, and a background worker renews every lock a third of its lifetime
  *	  after the last renewal, only while it still holds the leader's token.
- *	  When the backend ends its flight, or exits, the slot is emptied and the
- *	  renewals stop; a crashed server's locks then expire as they should.
+ *	  The backend empties the slot when its flight ends, however it ends
+ *	  (rows stored or not, error, cancel, exit), and the worker renews a
+ *	  lease only while the backend that published it is alive: a lock
+ *	  whose leader is gone expires within stampede.lock_timeout, and a
+ *	  crashed server's locks expire as they should.
+ *
+ *	  The worker also settles what a Valkey outage left (outage.c): it
+ *	  probes a Valkey that failed until it answers, then sends the
+ *	  invalidations and lock releases this server owes it.  Backends pay
+ *	  the same way before they read a key with an invalidation owed
+ *	  (StampedeValkeyPayOwed).
  *
  *	  Locking: each backend's slot has a spinlock, held only to copy a few
  *	  strings in or out.
@@ -36,16 +45,19 @@
 #include "compat.h"
 #include "guc.h"
 #include "lease.h"
+#include "outage.h"
 #include "valkey.h"
 
 #define LEASES_PER_BACKEND	4
 #define LEASE_KEY_LEN		256
-#define LEASE_URL_LEN		1024
+#define LEASE_URL_LEN		STAMPEDE_URL_LEN
+#define OWED_BATCH			64
 #define LEASE_TICK_MS		50
 
 typedef struct Lease
 {
 	bool		used;
+	int			pid;			/* the leader's: renewed only while it lives */
 	char		key[LEASE_KEY_LEN];
 	char		token[STAMPEDE_LEASE_TOKEN_LEN];
 	int64		px_ms;
@@ -126,6 +138,7 @@ StampedeLeaseAdd(const char *key, const char *token, int64 px_ms)
 		strlcpy(mine->url, stampede_valkey_url, LEASE_URL_LEN);
 		strlcpy(lease->key, key, LEASE_KEY_LEN);
 		strlcpy(lease->token, token, STAMPEDE_LEASE_TOKEN_LEN);
+		lease->pid = MyProcPid;
 		lease->px_ms = px_ms;
 		lease->renewed_at = GetCurrentTimestamp();
 		lease->used = true;
@@ -167,6 +180,17 @@ renew_due_leases(MemoryContext tickcxt)
 				now < TimestampTzPlusMilliseconds(lease.renewed_at, lease.px_ms / 3))
 				continue;
 
+			/* Its backend is gone (a slot is a PGPROC's): let the lock expire. */
+			if (ProcGlobal->allProcs[b].pid != lease.pid)
+			{
+				SpinLockAcquire(&bl->mutex);
+				if (bl->leases[i].used && bl->leases[i].pid == lease.pid &&
+					strcmp(bl->leases[i].token, lease.token) == 0)
+					bl->leases[i].used = false;
+				SpinLockRelease(&bl->mutex);
+				continue;
+			}
+
 			SetConfigOption("stampede.valkey_url", url, PGC_SUSET, PGC_S_OVERRIDE);
 			(void) StampedeValkeyRenew(lease.key, lease.token, lease.px_ms);
 			MemoryContextReset(tickcxt);
@@ -179,7 +203,62 @@ renew_due_leases(MemoryContext tickcxt)
 	}
 }
 
-/* The background worker: renew, tick, until the server stops. */
+/*
+ * Send Valkey (the one stampede.valkey_url names now) what this server owes
+ * it: invalidations that could not be sent, releases of locks whose
+ * leaders could not let go.  True when nothing is owed to it any more.
+ */
+bool
+StampedeValkeyPayOwed(void)
+{
+	StampedeOwed *owed;
+	int			n;
+	bool		all = true;
+
+	if (!StampedeOutageAnyOwed() || !StampedeValkeyConfigured())
+		return true;
+	owed = palloc(sizeof(StampedeOwed) * OWED_BATCH);
+	n = StampedeOutageOwedTo(stampede_valkey_url, owed, OWED_BATCH);
+	for (int i = 0; i < n && all; i++)
+	{
+		StampedeValkeyKeys keys;
+		bool		deleted;
+
+		StampedeValkeyKeysOf(owed[i].prefix, owed[i].variant, &keys);
+		if (owed[i].kind == STAMPEDE_OWE_INVALIDATION)
+			all = StampedeValkeyInvalidate(&keys, owed[i].arg, &deleted);
+		else
+			all = StampedeValkeyStoreAndUnlock(&keys, keys.value, "", NULL, 0, 1,
+											   owed[i].arg, "0");
+		if (all)
+			StampedeOutagePaid(stampede_valkey_url, &owed[i]);
+	}
+	pfree(owed);
+	return all && n < OWED_BATCH;
+}
+
+/*
+ * For each Valkey that failed or is owed something: is it back?  A PING
+ * says (and, answered, ends the outage: see valkey.c); then pay it.
+ */
+static void
+settle_outages(MemoryContext tickcxt)
+{
+	char		urls[4][STAMPEDE_URL_LEN];
+	int			n = StampedeOutageUrls(urls, lengthof(urls));
+
+	for (int i = 0; i < n; i++)
+	{
+		char	   *error;
+
+		SetConfigOption("stampede.valkey_url", urls[i], PGC_SUSET, PGC_S_OVERRIDE);
+		if (StampedeValkeyPing(&error))
+			(void) StampedeValkeyPayOwed();
+		MemoryContextReset(tickcxt);
+	}
+}
+
+/* The background worker: renew, settle, tick, until the server stops. */
 PGDLLEXPORT void StampedeLeaseWorkerMain(Datum arg);
 
 void
@@ -203,6 +282,7 @@ StampedeLeaseWorkerMain(Datum arg)
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(tickcxt);
 		renew_due_leases(tickcxt);
+		settle_outages(tickcxt);
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(tickcxt);
 	}

@@ -15,5 +15,6 @@ extern void StampedeLeaseShmemInit(void);
 extern void StampedeLeaseWorkerRegister(void);
 extern int	StampedeLeaseAdd(const char *key, const char *token, int64 px_ms);
 extern void StampedeLeaseRemove(int slot);
+extern bool StampedeValkeyPayOwed(void);
 
 #endif							/* STAMPEDE_LEASE_H */

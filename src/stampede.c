@@ -22,7 +22,9 @@
 #include "guc.h"
 #include "invalidation.h"
 #include "lease.h"
+#include "outage.h"
 #include "scan.h"
+#include "secret.h"
 #include "stats.h"
 #include "store_local.h"
 
@@ -50,8 +52,9 @@ stampede_shmem_request(void)
 	size = add_size(size, StampedeLeaseShmemSize());
 	size = add_size(size, StampedeChangesShmemSize());
 	size = add_size(size, StampedeInvalShmemSize());
+	size = add_size(size, StampedeOutageShmemSize());
 	RequestAddinShmemSpace(size);
-	RequestNamedLWLockTranche("stampede", 3);	/* store, flights, invalidations */
+	RequestNamedLWLockTranche("stampede", 4);	/* store, flights, invalidations, outages */
 }
 
 static void
@@ -67,6 +70,7 @@ stampede_shmem_startup(void)
 	StampedeLeaseShmemInit();
 	StampedeChangesShmemInit();
 	StampedeInvalShmemInit();
+	StampedeOutageShmemInit();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -89,4 +93,5 @@ _PG_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = stampede_shmem_startup;
 	StampedeLeaseWorkerRegister();
+	StampedeSecretInit();
 }

@@ -42,6 +42,7 @@ typedef struct StoreEntry
 	int32		nchunks;
 	uint32		len;
 	TimestampTz expires_at;
+	uint64		outage;			/* a fallback copy, of this outage; 0: not one */
 	pg_atomic_uint64 last_used;
 } StoreEntry;
 
@@ -231,10 +232,11 @@ store_make_room(int32 chunks_needed, TimestampTz now)
 
 /*
  * A copy of the value under key, in the current memory context, or NULL when
- * there is none or it expired.
+ * there is none, it expired, or it is a fallback copy of an outage other
+ * than the current one (Valkey answered since: see outage.c).
  */
 char *
-StampedeStoreGet(const StampedeStoreKey *key, Size *len)
+StampedeStoreGet(const StampedeStoreKey *key, Size *len, uint64 outage)
 {
 	StoreEntry *entry;
 	TimestampTz now = GetCurrentTimestamp();
@@ -245,7 +247,8 @@ StampedeStoreGet(const StampedeStoreKey *key, Size *len)
 
 	LWLockAcquire(store->lock, LW_SHARED);
 	entry = hash_search(store_hash, key, HASH_FIND, NULL);
-	if (entry != NULL && entry->expires_at > now)
+	if (entry != NULL && entry->expires_at > now &&
+		(entry->outage == 0 || entry->outage == outage))
 	{
 		Size		remaining = entry->len;
 		int32		chunk = entry->first_chunk;
@@ -273,12 +276,13 @@ StampedeStoreGet(const StampedeStoreKey *key, Size *len)
 }
 
 /*
- * Store a value, replacing any under the same key.  False only when the
+ * Store a value, replacing any under the same key; outage says it is a
+ * fallback copy made during that outage (0: not one).  False only when the
  * value is larger than the whole arena.
  */
 bool
 StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
-				 TimestampTz expires_at)
+				 TimestampTz expires_at, uint64 outage)
 {
 	int32		need = chunks_for(len);
 	TimestampTz now = GetCurrentTimestamp();
@@ -315,6 +319,7 @@ StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
 	entry->nchunks = need;
 	entry->len = (uint32) len;
 	entry->expires_at = expires_at;
+	entry->outage = outage;
 	pg_atomic_init_u64(&entry->last_used, (uint64) now);
 	if (need > 0)
 	{

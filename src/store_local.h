@@ -41,9 +41,9 @@ extern Size StampedeStoreShmemSize(void);
 extern void StampedeStoreShmemInit(void);
 extern bool StampedeStoreAvailable(void);
 
-extern char *StampedeStoreGet(const StampedeStoreKey *key, Size *len);
+extern char *StampedeStoreGet(const StampedeStoreKey *key, Size *len, uint64 outage);
 extern bool StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
-							 TimestampTz expires_at);
+							 TimestampTz expires_at, uint64 outage);
 extern int	StampedeStoreDeleteKey(Oid dbid, uint64 hash);
 extern void StampedeStoreGetUsage(StampedeStoreUsage *usage);
 extern void StampedeStoreReleaseLockIfHeld(void);

@@ -43,6 +43,7 @@
 
 #include "compat.h"
 #include "guc.h"
+#include "outage.h"
 #include "stats.h"
 #include "store_local.h"
 #include "valkey.h"
@@ -74,7 +75,11 @@ typedef struct ValkeyConn
 	uint32		socket_events;	/* what that event waits for now */
 	char	   *url;			/* the URL it was made for */
 	char	   *name;			/* its server, as ValkeyTarget's name */
+	TimestampTz last_used;		/* when its last reply came */
 } ValkeyConn;
+
+/* An idle connection is looked at before use after this long (see valkey_alive). */
+#define VALKEY_IDLE_CHECK_MS 10
 
 static ValkeyConn conn;			/* commands */
 static ValkeyConn sub;			/* SUBSCRIBE, for waiters */
@@ -270,6 +275,7 @@ valkey_failed(ValkeyConn *vc, const char *name, const char *what, char **error)
 	if (circuit_url != NULL)
 		pfree(circuit_url);
 	circuit_url = MemoryContextStrdup(TopMemoryContext, stampede_valkey_url);
+	StampedeOutageBegan(stampede_valkey_url);
 	if (!incident_logged)
 	{
 		ereport(LOG,
@@ -421,6 +427,7 @@ valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
 		if (!valkey_setup_command(vc, t, 2, select, deadline, error))
 			return false;
 	}
+	vc->last_used = GetCurrentTimestamp();
 	if (incident_logged)
 	{
 		ereport(LOG, (errmsg("stampede: Valkey at %s is available again", t->name)));
@@ -428,6 +435,27 @@ valkey_connect(ValkeyConn *vc, const ValkeyTarget *t, char **error)
 	}
 	last_error[0] = '\0';
 	return true;
+}
+
+/*
+ * Is an idle connection still open at the other end?  Valkey closes idle
+ * clients (its timeout setting), CLIENT KILL closes any, and a connection
+ * can drop while a leader's query runs: finding out only when the leader's
+ * rows are sent would lose them.  A peek at the socket tells, without
+ * waiting: end of file or an error means closed; bytes nobody asked for
+ * mean a connection out of step.  Skipped for a connection in use just now:
+ * a hit pays no system call for it.
+ */
+static bool
+valkey_alive(ValkeyConn *vc)
+{
+	char		byte;
+	ssize_t		n;
+
+	if (GetCurrentTimestamp() < TimestampTzPlusMilliseconds(vc->last_used, VALKEY_IDLE_CHECK_MS))
+		return true;
+	n = recv(vc->ctx->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
 }
 
 /*
@@ -451,6 +479,8 @@ valkey_ensure(char **error)
 	}
 	if (conn.ctx != NULL && strcmp(conn.url, stampede_valkey_url) != 0)
 		valkey_disconnect();	/* the setting changed */
+	if (conn.ctx != NULL && !valkey_alive(&conn))
+		valkey_disconnect();	/* closed while idle: open another, no failure */
 	if (conn.ctx != NULL)
 		return true;
 	if (circuit_url != NULL && strcmp(circuit_url, stampede_valkey_url) != 0)
@@ -476,6 +506,26 @@ valkey_ensure(char **error)
 	}
 	PG_END_TRY();
 	return ok;
+}
+
+/*
+ * The Valkey names of the flight of one variant of a key whose names begin
+ * with prefix (flight.c makes it): its entry (scope 0), lock, error marker
+ * and channel, and the key's generation, list of entries and invalidations.
+ */
+void
+StampedeValkeyKeysOf(const char *prefix, uint64 variant, StampedeValkeyKeys *keys)
+{
+	char	   *vprefix = psprintf("%s%016" INT64_MODIFIER "x:", prefix, variant);
+
+	keys->prefix = pstrdup(prefix);
+	keys->value = psprintf("%s0:v", vprefix);
+	keys->lock = psprintf("%s0:l", vprefix);
+	keys->error = psprintf("%s0:e", vprefix);
+	keys->channel = psprintf("%s0:c", vprefix);
+	keys->generation = psprintf("%sg", prefix);
+	keys->roles = psprintf("%sr", prefix);
+	keys->invalidations = psprintf("%si", prefix);
 }
 
 bool
@@ -531,6 +581,8 @@ valkey_run_command(int argc, const char **argv, const size_t *argvlen, bool nosc
 		valkey_failed(&conn, conn.name, message, &error);
 		return NULL;
 	}
+	conn.last_used = GetCurrentTimestamp();
+	StampedeOutageEnded(conn.url);
 	return reply;
 }
 

@@ -24,6 +24,7 @@ typedef struct StampedeValkeyKeys
 	char	   *prefix;			/* an entry is prefix || member || ":v" */
 } StampedeValkeyKeys;
 
+extern void StampedeValkeyKeysOf(const char *prefix, uint64 variant, StampedeValkeyKeys *keys);
 extern bool StampedeValkeyConfigured(void);
 extern bool StampedeValkeyPing(char **error);
 extern bool StampedeValkeyCircuitOpen(void);
