@@ -854,7 +854,7 @@ expiry_time(int64 ttl_ms)
 
 static void notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result);
 struct RemoteKeys;
-static bool invalidations_seen(const StampedeStoreKey *skey, const struct RemoteKeys *rk,
+static bool invalidations_seen(const StampedeStoreKey *skey, struct RemoteKeys *rk,
 							   Snapshot snapshot);
 
 /*
@@ -919,6 +919,8 @@ typedef struct RemoteKeys
 	int			lease;			/* its slot for renewal, or -1 */
 	StampedeStoreKey skey;		/* the call's store key (scope 0) */
 } RemoteKeys;
+
+static void remote_let_go(RemoteKeys *rk, bool released);
 
 /*
  * Leave a marker beside the key for the waiters of this leader's flight:
@@ -1015,10 +1017,12 @@ remote_parse_error(char *data, Size len, FlightError *error)
 /*
  * Has snapshot seen every invalidation of the key of skey: this server's,
  * and, when this backend holds the key's Valkey lock, every server's (the
- * last transactions Valkey lists)?  Not when that cannot be read.
+ * last transactions Valkey lists)?  When Valkey fails to say, the rows
+ * cannot go there either: the lock is let go (owed to Valkey), and what
+ * this server knows decides, for a fallback copy.
  */
 static bool
-invalidations_seen(const StampedeStoreKey *skey, const RemoteKeys *rk, Snapshot snapshot)
+invalidations_seen(const StampedeStoreKey *skey, RemoteKeys *rk, Snapshot snapshot)
 {
 	uint64	   *xids;
 	int			n;
@@ -1028,7 +1032,10 @@ invalidations_seen(const StampedeStoreKey *skey, const RemoteKeys *rk, Snapshot 
 	if (rk == NULL || rk->token == NULL)
 		return true;
 	if (!StampedeValkeyListNumbers(rk->keys.invalidations, &xids, &n))
-		return false;
+	{
+		remote_let_go(rk, false);
+		return true;
+	}
 	for (int i = 0; i < n; i++)
 	{
 		if (!StampedeXidSeenBy(FullTransactionIdFromU64(xids[i]), snapshot))

@@ -52,6 +52,7 @@
 #define LEASE_KEY_LEN		256
 #define LEASE_URL_LEN		STAMPEDE_URL_LEN
 #define OWED_BATCH			64
+#define PROBE_INTERVAL_MS	"250"	/* how often the worker retries a failed Valkey */
 #define LEASE_TICK_MS		50
 
 typedef struct Lease
@@ -272,6 +273,14 @@ StampedeLeaseWorkerMain(Datum arg)
 	CurrentResourceOwner = ResourceOwnerCreate(NULL, "stampede lease renewer");
 	tickcxt = AllocSetContextCreate(TopMemoryContext, "stampede lease tick",
 									ALLOCSET_DEFAULT_SIZES);
+
+	/*
+	 * Its circuit breaker is its probe: a Valkey back after an outage should
+	 * get its locks released and invalidations within a fraction of a second,
+	 * not after the backends' retry interval.
+	 */
+	SetConfigOption("stampede.valkey_retry_interval", PROBE_INTERVAL_MS,
+					PGC_SUSET, PGC_S_OVERRIDE);
 	for (;;)
 	{
 		MemoryContext oldcxt;

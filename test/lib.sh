@@ -11,7 +11,8 @@ PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BINDIR/pg_config
 PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
 STAMPEDE_PACKAGES=(build-essential pkg-config "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
-	postgresql-contrib libhiredis-dev redis-server python3 python3-psycopg2 libipc-run-perl)
+	postgresql-contrib libhiredis-dev redis-server python3 python3-psycopg2 libipc-run-perl
+	clang-14 libclang-rt-14-dev)
 export PATH="$PG_BINDIR:$PATH"
 
 log() { printf '\n== %s\n' "$*"; }

@@ -3,6 +3,9 @@
 # starts a PostgreSQL with stampede preloaded (and one without, for the
 # not-preloaded case), runs every suite against them, and stops them.
 #
+#   fuzz           test/fuzz/run.sh: libFuzzer with ASan and UBSan on the
+#                  reading of entries from Valkey (src/entry_check.c), for
+#                  STAMPEDE_FUZZ_SECONDS (default 60); 1 test
 #   pg_regress     sql/*.sql against expected/*.out: interface, bad input,
 #                  types, rights, store, stats
 #   isolation      test/isolation/specs: leader and waiters interleaved
@@ -126,6 +129,11 @@ save_output() {
 		if [ -e "$f" ]; then cp -R "$f" "$dir/"; fi
 	done
 }
+
+log "fuzzing the reading of entries from Valkey (test/fuzz)"
+# As the invoking user (it starts no server); its scratch directory is in
+# $W, so that what a finding leaves is kept with the logs.
+suite fuzz closing env TMPDIR="$W" test/fuzz/run.sh "${STAMPEDE_FUZZ_SECONDS:-60}"
 
 rm -rf results output_iso regression.diffs regression.out
 log "pg_regress"
