@@ -251,22 +251,26 @@ StampedeEntrySeal(char *data, Size len, int64 expires_at)
  * Did a server holding our secret write these bytes, as they are, and is
  * the entry still in date?  For bytes read from Valkey, before anything
  * else reads them.  Compared in constant time: the bytes are a stranger's.
+ * Valkey drops an entry at its ttl too, an instant after the expiry it
+ * carries: an expired entry is a plain miss.
  */
-bool
-StampedeEntryAuthentic(const char *data, Size len)
+StampedeSeal
+StampedeEntrySealCheck(const char *data, Size len)
 {
 	EntryHeader header;
 	uint8		mac[STAMPEDE_MAC_LEN];
 	uint8		diff = 0;
 
 	if (len < sizeof(EntryHeader))
-		return false;
+		return STAMPEDE_SEAL_BAD;
 	memcpy(&header, data, sizeof(header));
 	if (!entry_mac(data, len, mac))
-		return false;
+		return STAMPEDE_SEAL_BAD;
 	for (int i = 0; i < STAMPEDE_MAC_LEN; i++)
 		diff |= mac[i] ^ header.mac[i];
-	return diff == 0 && header.expires_at > GetCurrentTimestamp();
+	if (diff != 0)
+		return STAMPEDE_SEAL_BAD;
+	return header.expires_at > GetCurrentTimestamp() ? STAMPEDE_SEAL_GOOD : STAMPEDE_SEAL_EXPIRED;
 }
 
 /*

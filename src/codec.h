@@ -132,7 +132,15 @@ extern bool StampedeEncoderFinish(StampedeEncoder *enc, char **data, Size *len);
 
 extern bool StampedeEntryParse(const char *data, Size len, StampedeEntry *entry);
 extern bool StampedeEntrySeal(char *data, Size len, int64 expires_at);
-extern bool StampedeEntryAuthentic(const char *data, Size len);
+/* What a reader may make of bytes read from Valkey. */
+typedef enum StampedeSeal
+{
+	STAMPEDE_SEAL_GOOD,			/* sealed with our secret, unchanged, in date */
+	STAMPEDE_SEAL_EXPIRED,		/* good, but past its expiry: a plain miss */
+	STAMPEDE_SEAL_BAD			/* not ours, or changed */
+} StampedeSeal;
+
+extern StampedeSeal StampedeEntrySealCheck(const char *data, Size len);
 extern bool StampedeEntryRowsValidFor(const StampedeEntry *entry, TupleDesc desc);
 extern bool StampedeEntryKeyEquals(const StampedeEntry *entry, const char *key, int keylen);
 extern void StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads);

@@ -703,21 +703,27 @@ static bool rejection_logged = false;
 /*
  * May bytes read from Valkey be read further?  Only an entry sealed by a
  * server that holds our secret, unchanged and in date (codec.c): anyone
- * may write to Valkey.  Rejected entries are misses, and get replaced;
- * they are counted as Valkey errors and logged once per incident.
+ * may write to Valkey.  Refused entries are misses, and get replaced; those
+ * not sealed by us, or changed, are counted as Valkey errors and logged
+ * once per incident.
  */
 static bool
 valkey_entry_accepted(const char *data, Size len)
 {
-	if (StampedeEntryAuthentic(data, len))
+	switch (StampedeEntrySealCheck(data, len))
 	{
-		rejection_logged = false;
-		return true;
+		case STAMPEDE_SEAL_GOOD:
+			rejection_logged = false;
+			return true;
+		case STAMPEDE_SEAL_EXPIRED:
+			return false;
+		case STAMPEDE_SEAL_BAD:
+			break;
 	}
 	StampedeStatsCount(STAT_VALKEY_ERRORS);
 	if (!rejection_logged)
 		ereport(LOG,
-				(errmsg("stampede rejected an entry read from Valkey: it is not sealed by a server holding this server's secret, or it changed or expired"),
+				(errmsg("stampede rejected an entry read from Valkey: it is not sealed by a server holding this server's secret, or it changed"),
 				 errdetail("It is treated as a miss and replaced. Servers share entries only when they hold the same secret: see stampede.valkey_secret.")));
 	rejection_logged = true;
 	return false;

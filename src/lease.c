@@ -239,22 +239,70 @@ StampedeValkeyPayOwed(void)
 }
 
 /*
+ * When the worker next probes each Valkey that failed: every 250 ms at
+ * first, backing off to every 30 s for one that stays away (a URL a
+ * session tried once, say), so that probing costs nothing worth counting.
+ */
+typedef struct Probe
+{
+	char		url[STAMPEDE_URL_LEN];
+	TimestampTz next;
+	int			interval_ms;
+} Probe;
+
+#define PROBES				4
+#define PROBE_FIRST_MS		250
+#define PROBE_MAX_MS		30000
+
+static Probe probes[PROBES];
+
+static Probe *
+probe_of(const char *url)
+{
+	Probe	   *oldest = &probes[0];
+
+	for (int i = 0; i < PROBES; i++)
+	{
+		if (strcmp(probes[i].url, url) == 0)
+			return &probes[i];
+		if (probes[i].next < oldest->next)
+			oldest = &probes[i];
+	}
+	strlcpy(oldest->url, url, STAMPEDE_URL_LEN);
+	oldest->next = 0;
+	oldest->interval_ms = PROBE_FIRST_MS;
+	return oldest;
+}
+
+/*
  * For each Valkey that failed or is owed something: is it back?  A PING
  * says (and, answered, ends the outage: see valkey.c); then pay it.
  */
 static void
 settle_outages(MemoryContext tickcxt)
 {
-	char		urls[4][STAMPEDE_URL_LEN];
-	int			n = StampedeOutageUrls(urls, lengthof(urls));
+	char		urls[PROBES][STAMPEDE_URL_LEN];
+	int			n = StampedeOutageUrls(urls, PROBES);
+	TimestampTz now = GetCurrentTimestamp();
 
 	for (int i = 0; i < n; i++)
 	{
+		Probe	   *probe = probe_of(urls[i]);
 		char	   *error;
 
+		if (now < probe->next)
+			continue;
 		SetConfigOption("stampede.valkey_url", urls[i], PGC_SUSET, PGC_S_OVERRIDE);
-		if (StampedeValkeyPing(&error))
-			(void) StampedeValkeyPayOwed();
+		if (StampedeValkeyPing(&error) && StampedeValkeyPayOwed())
+		{
+			probe->url[0] = '\0';
+			probe->next = 0;
+		}
+		else
+		{
+			probe->next = TimestampTzPlusMilliseconds(now, probe->interval_ms);
+			probe->interval_ms = Min(probe->interval_ms * 2, PROBE_MAX_MS);
+		}
 		MemoryContextReset(tickcxt);
 	}
 }

@@ -29,6 +29,7 @@
 #include "port/atomics.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
+#include "utils/timestamp.h"
 
 #include "outage.h"
 
@@ -52,6 +53,7 @@ typedef struct OutageShared
 	{
 		char		url[STAMPEDE_URL_LEN];
 		bool		down;
+		TimestampTz since;		/* when it last failed */
 	}			urls[OUTAGE_URLS];
 	OwedSlot	slots[OWED_MAX];
 } OutageShared;
@@ -87,29 +89,54 @@ StampedeOutageEpoch(void)
 	return outage ? pg_atomic_read_u64(&outage->epoch) : 1;
 }
 
-/* url's slot, made if missing (reusing one with nothing down or owed); -1 if none. */
+static bool
+url_owed(int u)
+{
+	for (int j = 0; j < OWED_MAX; j++)
+	{
+		if (outage->slots[j].used && outage->slots[j].url == u)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * url's slot; if missing and make, one is taken: a free one, else that of
+ * the server down longest with nothing owed (it may never come back).
+ * -1 if there is none.
+ */
 static int
 url_slot(const char *url, bool make)
 {
 	int			free = -1;
+	int			oldest = -1;
 
 	for (int i = 0; i < OUTAGE_URLS; i++)
 	{
 		if (strcmp(outage->urls[i].url, url) == 0)
 			return i;
-		if (free < 0 && !outage->urls[i].down)
+		if (url_owed(i))
+			continue;
+		if (!outage->urls[i].down)
 		{
-			bool		owed = false;
-
-			for (int j = 0; j < OWED_MAX && !owed; j++)
-				owed = outage->slots[j].used && outage->slots[j].url == i;
-			if (!owed)
+			if (free < 0)
 				free = i;
 		}
+		else if (oldest < 0 || outage->urls[i].since < outage->urls[oldest].since)
+			oldest = i;
 	}
-	if (!make || free < 0)
+	if (!make)
 		return -1;
-	strlcpy(outage->urls[free].url, url, STAMPEDE_URL_LEN);
+	if (free < 0 && oldest >= 0)
+	{
+		/* Forgetting its outage: its fallback copies are retired now. */
+		outage->urls[oldest].down = false;
+		pg_atomic_fetch_sub_u32(&outage->ndown, 1);
+		pg_atomic_fetch_add_u64(&outage->epoch, 1);
+		free = oldest;
+	}
+	if (free >= 0)
+		strlcpy(outage->urls[free].url, url, STAMPEDE_URL_LEN);
 	return free;
 }
 
@@ -123,10 +150,12 @@ StampedeOutageBegan(const char *url)
 		return;
 	LWLockAcquire(outage->lock, LW_EXCLUSIVE);
 	i = url_slot(url, true);
-	if (i >= 0 && !outage->urls[i].down)
+	if (i >= 0)
 	{
+		if (!outage->urls[i].down)
+			pg_atomic_fetch_add_u32(&outage->ndown, 1);
 		outage->urls[i].down = true;
-		pg_atomic_fetch_add_u32(&outage->ndown, 1);
+		outage->urls[i].since = GetCurrentTimestamp();
 	}
 	LWLockRelease(outage->lock);
 }

@@ -26,7 +26,7 @@ import time
 
 import psycopg2
 
-from harness import Call, connect, expect, run
+from harness import Call, connect, expect, one, run
 
 TESTS = []
 DEADLINE_S = 20
@@ -395,6 +395,16 @@ def independent_clusters_share_on_purpose_with_one_namespace(admin):
                 return cur.fetchall()
 
         names = "SELECT id, name FROM xc_items"
+        # Each cluster seals entries with the secret of its own data directory:
+        # a namespace alone does not make them accept each other's.
+        expect(call(one_, names) == [(1, "one")], "the first cluster's own rows")
+        expect(call(other, names) == [(1, "other")],
+               "a cluster accepted entries sealed with another cluster's secret")
+        # The same secret, set by a superuser on both, does.
+        secret = f"xc-secret-{os.getpid()}"
+        for conn in (one_, other):
+            set_url(conn, f"redis://127.0.0.1:{valkey.port}", namespace=ns, valkey_secret=secret)
+        one(one_, "SELECT stampede_invalidate(%s)", (key,))
         expect(call(one_, names) == [(1, "one")], "the first cluster's own rows")
         expect(call(other, names) == [(1, "one")],
                "the other cluster did not get the first cluster's rows")
