@@ -8,7 +8,9 @@
 #   bash bench/run.sh --quick    smoke test: few trials, short pgbench runs
 #   bash bench/run.sh --valkey   also: primary + streaming replica sharing a
 #                                Valkey (redis-server), bench/valkey.py, and
-#                                bench/invalidation.py in Valkey mode
+#                                bench/invalidation.py in Valkey mode; and
+#                                bench/valkey_faults.sh (servers of its own):
+#                                pgbench on both while Valkey stalls
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -92,6 +94,11 @@ if [ "$valkey" = 1 ]; then
 	# bench/valkey.py shuts redis-server down itself; make sure it is gone.
 	valkey_stop
 	pg_stop "$W/replica"
+	# Servers of its own: its settings (valkey_timeout, lock_timeout) are
+	# in their postgresql.conf, as the lease worker reads them there.
+	log "Valkey failing under load: DEBUG SLEEP and CLIENT PAUSE during pgbench on both servers"
+	if [ "$quick" = 1 ]; then faults_opts=(--quick); else faults_opts=(); fi
+	bash bench/valkey_faults.sh --no-build "${faults_opts[@]}" || failed+=(valkey_faults)
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
