@@ -137,7 +137,7 @@ varlena_valid(const char *data, Size off, Size datalen, Size alignment, Size *si
 {
 	const char *p = data + off;
 	Size		left = datalen - off;
-	uint32		header;
+	varattrib_4b header;		/* a copy of the 4-byte header, for the macros */
 
 	if (left < 1)
 		return false;
@@ -152,7 +152,8 @@ varlena_valid(const char *data, Size off, Size datalen, Size alignment, Size *si
 	/* A 4-byte header is read in place: it must be where the type aligns it. */
 	if (off % alignment != 0 || left < VARHDRSZ)
 		return false;
-	memcpy(&header, p, sizeof(header));
+	memset(&header, 0, sizeof(header));
+	memcpy(&header, p, VARHDRSZ);
 	*size = VARSIZE(&header);
 	if (*size < VARHDRSZ || *size > left)
 		return false;
