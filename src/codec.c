@@ -273,6 +273,18 @@ StampedeEntrySealCheck(const char *data, Size len)
 	return header.expires_at > GetCurrentTimestamp() ? STAMPEDE_SEAL_GOOD : STAMPEDE_SEAL_EXPIRED;
 }
 
+/* Has a sealed entry's expiry passed?  (Its seal already known good.) */
+bool
+StampedeEntryExpired(const char *data, Size len)
+{
+	EntryHeader header;
+
+	if (len < sizeof(EntryHeader))
+		return true;
+	memcpy(&header, data, sizeof(header));
+	return header.expires_at <= GetCurrentTimestamp();
+}
+
 /*
  * Are the rows of an entry whole for a reader whose row type is desc (the
  * types of the entry's columns, as this server's catalog lays them out)?

@@ -141,6 +141,7 @@ typedef enum StampedeSeal
 } StampedeSeal;
 
 extern StampedeSeal StampedeEntrySealCheck(const char *data, Size len);
+extern bool StampedeEntryExpired(const char *data, Size len);
 extern bool StampedeEntryRowsValidFor(const StampedeEntry *entry, TupleDesc desc);
 extern bool StampedeEntryKeyEquals(const StampedeEntry *entry, const char *key, int keylen);
 extern void StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads);

@@ -701,22 +701,81 @@ valkey_keys(const StampedeStoreKey *skey, StampedeValkeyKeys *keys)
 static bool rejection_logged = false;
 
 /*
- * May bytes read from Valkey be read further?  Only an entry sealed by a
- * server that holds our secret, unchanged and in date (codec.c): anyone
- * may write to Valkey.  Refused entries are misses, and get replaced; those
- * not sealed by us, or changed, are counted as Valkey errors and logged
- * once per incident.
+ * How far bytes read from Valkey have been vouched for: not at all (refused),
+ * sealed by a server holding our secret (its rows still to be checked as
+ * they are read), or the very bytes of an entry this backend checked whole
+ * before.
  */
-static bool
-valkey_entry_accepted(const char *data, Size len)
+typedef enum ValkeyTrust
 {
+	TRUST_REFUSED,
+	TRUST_SEALED,
+	TRUST_CHECKED
+} ValkeyTrust;
+
+/*
+ * Copies of the last entries this backend read from Valkey and found sealed
+ * and whole.  Bytes equal to one of them need neither the HMAC nor the
+ * checks again: a warm key costs a memcmp per hit, not a hash of every
+ * byte.  A few small entries, in TopMemoryContext.
+ */
+#define CHECKED_COPIES		4
+#define CHECKED_COPY_MAX	(64 * 1024)
+
+static struct
+{
+	char	   *data;
+	Size		len;
+}			checked_copies[CHECKED_COPIES];
+static int	checked_next = 0;
+
+static bool
+is_checked_copy(const char *data, Size len)
+{
+	for (int i = 0; i < CHECKED_COPIES; i++)
+	{
+		if (checked_copies[i].len == len && checked_copies[i].data != NULL &&
+			memcmp(checked_copies[i].data, data, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Bytes read from Valkey were found sealed and whole: remember them. */
+static void
+remember_checked(const char *data, Size len)
+{
+	int			i = checked_next;
+
+	if (len > CHECKED_COPY_MAX || is_checked_copy(data, len))
+		return;
+	if (checked_copies[i].data != NULL)
+		pfree(checked_copies[i].data);
+	checked_copies[i].data = MemoryContextAlloc(TopMemoryContext, len);
+	memcpy(checked_copies[i].data, data, len);
+	checked_copies[i].len = len;
+	checked_next = (i + 1) % CHECKED_COPIES;
+}
+
+/*
+ * May bytes read from Valkey be read further, and how far are they vouched
+ * for?  Only an entry sealed by a server that holds our secret, unchanged
+ * and in date (codec.c): anyone may write to Valkey.  Refused entries are
+ * misses, and get replaced; those not sealed by us, or changed, are counted
+ * as Valkey errors and logged once per incident.
+ */
+static ValkeyTrust
+valkey_entry_trust(const char *data, Size len)
+{
+	if (is_checked_copy(data, len))
+		return StampedeEntryExpired(data, len) ? TRUST_REFUSED : TRUST_CHECKED;
 	switch (StampedeEntrySealCheck(data, len))
 	{
 		case STAMPEDE_SEAL_GOOD:
 			rejection_logged = false;
-			return true;
+			return TRUST_SEALED;
 		case STAMPEDE_SEAL_EXPIRED:
-			return false;
+			return TRUST_REFUSED;
 		case STAMPEDE_SEAL_BAD:
 			break;
 	}
@@ -726,7 +785,7 @@ valkey_entry_accepted(const char *data, Size len)
 				(errmsg("stampede rejected an entry read from Valkey: it is not sealed by a server holding this server's secret, or it changed"),
 				 errdetail("It is treated as a miss and replaced. Servers share entries only when they hold the same secret: see stampede.valkey_secret.")));
 	rejection_logged = true;
-	return false;
+	return TRUST_REFUSED;
 }
 
 /*
@@ -748,12 +807,14 @@ valkey_ready_for(const StampedeStoreKey *skey)
 
 /*
  * The bytes stored under skey: from Valkey when it can be used, else (or
- * when it fails now) from the local store.
+ * when it fails now) from the local store.  *trust says how far they are
+ * vouched for (see ValkeyTrust).
  */
 static char *
-fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
+fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey, ValkeyTrust *trust)
 {
 	*from_valkey = false;
+	*trust = TRUST_CHECKED;		/* the local store is this server's own memory */
 	if (valkey_ready_for(skey))
 	{
 		const char *vkey = valkey_key(skey);
@@ -761,7 +822,7 @@ fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey)
 
 		if (StampedeValkeyGet(1, &vkey, &value, len))
 		{
-			if (value != NULL && !valkey_entry_accepted(value, *len))
+			if (value != NULL && (*trust = valkey_entry_trust(value, *len)) == TRUST_REFUSED)
 			{
 				pfree(value);
 				return NULL;
@@ -805,7 +866,7 @@ entry_is_for(const StampedeRequest *req, const StampedeEntry *entry,
  */
 static ServeResult
 serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size len,
-			bool from_valkey)
+			bool from_valkey, ValkeyTrust trust)
 {
 	StampedeEntry entry;
 	ServeResult result = SERVE_MISS;
@@ -826,11 +887,14 @@ serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size
 			if (result == SERVE_MISS)
 				result = SERVE_MISS_SCOPED;
 		}
-		else if (!(entry.flags & STAMPEDE_ENTRY_STUB) && serve_entry(req, &entry, shared, from_valkey))
+		else if (!(entry.flags & STAMPEDE_ENTRY_STUB) &&
+				 serve_entry(req, &entry, shared, trust != TRUST_CHECKED))
 		{
 			result = SERVE_SERVED;
 			if (from_valkey)
 				StampedeStatsCount(STAT_VALKEY_HITS);
+			if (trust == TRUST_SEALED)
+				remember_checked(data, len);
 		}
 	}
 	if (data != req->entry_data)
@@ -844,11 +908,12 @@ serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
 {
 	Size		len;
 	bool		from_valkey;
-	char	   *data = fetch_entry(skey, &len, &from_valkey);
+	ValkeyTrust trust;
+	char	   *data = fetch_entry(skey, &len, &from_valkey, &trust);
 
 	if (data == NULL)
 		return SERVE_MISS;
-	return serve_bytes(req, skey, data, len, from_valkey);
+	return serve_bytes(req, skey, data, len, from_valkey, trust);
 }
 
 static TimestampTz
@@ -1115,8 +1180,10 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		{
 			bool		acquired = false;
 
-			if (valkey_entry_accepted(value, len) &&
-				serve_bytes(req, skey, value, len, true) == SERVE_SERVED)
+			ValkeyTrust trust = valkey_entry_trust(value, len);
+
+			if (trust != TRUST_REFUSED &&
+				serve_bytes(req, skey, value, len, true, trust) == SERVE_SERVED)
 				return REMOTE_SERVED;
 
 			/* Rows we cannot use (damaged, another cluster's): replace them. */
@@ -1555,6 +1622,9 @@ StampedeServe(StampedeRequest *req)
 	TimestampTz deadline = 0;
 	bool		waited = false;
 
+	/* A call nested in a leader's query is part of that call. */
+	if (nled == 0)
+		StampedeValkeyNewCall();
 	StampedeCallIdentity(req->kind, req->key, req->keylen, req->query, &req->identity);
 	memset(&skey, 0, sizeof(skey));
 	skey.dbid = MyDatabaseId;
@@ -1809,6 +1879,8 @@ StampedeInvalidate(const char *key, int keylen)
 		RegisterXactCallback(invalidation_xact_callback, NULL);
 		inval_callback_registered = true;
 	}
+	if (nled == 0)
+		StampedeValkeyNewCall();
 	for (int kind = 1; kind <= STAMPEDE_NUM_KINDS; kind++)
 	{
 		StampedeStoreKey skey;

@@ -239,20 +239,22 @@ StampedeValkeyPayOwed(void)
 }
 
 /*
- * When the worker next probes each Valkey that failed: every 250 ms at
- * first, backing off to every 30 s for one that stays away (a URL a
+ * When the worker next probes each Valkey that failed: every 250 ms for a
+ * minute, then backing off to every 30 s for one that stays away (a URL a
  * session tried once, say), so that probing costs nothing worth counting.
  */
 typedef struct Probe
 {
 	char		url[STAMPEDE_URL_LEN];
 	TimestampTz next;
+	TimestampTz since;			/* its first failed probe */
 	int			interval_ms;
 } Probe;
 
 #define PROBES				4
 #define PROBE_FIRST_MS		250
 #define PROBE_MAX_MS		30000
+#define PROBE_STEADY_MS		60000	/* probing every 250 ms for the first minute */
 
 static Probe probes[PROBES];
 
@@ -270,6 +272,7 @@ probe_of(const char *url)
 	}
 	strlcpy(oldest->url, url, STAMPEDE_URL_LEN);
 	oldest->next = 0;
+	oldest->since = 0;
 	oldest->interval_ms = PROBE_FIRST_MS;
 	return oldest;
 }
@@ -297,11 +300,16 @@ settle_outages(MemoryContext tickcxt)
 		{
 			probe->url[0] = '\0';
 			probe->next = 0;
+			probe->since = 0;
 		}
 		else
 		{
+			/* Short outages are the common ones: back off only after a while. */
+			if (probe->since == 0)
+				probe->since = now;
 			probe->next = TimestampTzPlusMilliseconds(now, probe->interval_ms);
-			probe->interval_ms = Min(probe->interval_ms * 2, PROBE_MAX_MS);
+			if (now >= TimestampTzPlusMilliseconds(probe->since, PROBE_STEADY_MS))
+				probe->interval_ms = Min(probe->interval_ms * 2, PROBE_MAX_MS);
 		}
 		MemoryContextReset(tickcxt);
 	}
@@ -338,6 +346,7 @@ StampedeLeaseWorkerMain(Datum arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(tickcxt);
+		StampedeValkeyNewCall();	/* each tick is a call of its own */
 		renew_due_leases(tickcxt);
 		settle_outages(tickcxt);
 		MemoryContextSwitchTo(oldcxt);

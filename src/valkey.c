@@ -84,6 +84,7 @@ typedef struct ValkeyConn
 static ValkeyConn conn;			/* commands */
 static ValkeyConn sub;			/* SUBSCRIBE, for waiters */
 static TimestampTz circuit_open_until = 0;
+static bool failed_this_call = false;	/* see StampedeValkeyNewCall */
 static char *circuit_url = NULL;	/* the URL that failed */
 static bool incident_logged = false;
 static char last_error[256] = "";
@@ -270,6 +271,7 @@ valkey_failed(ValkeyConn *vc, const char *name, const char *what, char **error)
 {
 	StampedeStatsCount(STAT_VALKEY_ERRORS);
 	snprintf(last_error, sizeof(last_error), "%s: %s", name, what);
+	failed_this_call = true;
 	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													 stampede_valkey_retry_interval_ms);
 	if (circuit_url != NULL)
@@ -484,8 +486,11 @@ valkey_ensure(char **error)
 	if (conn.ctx != NULL)
 		return true;
 	if (circuit_url != NULL && strcmp(circuit_url, stampede_valkey_url) != 0)
+	{
 		circuit_open_until = 0; /* another server: try it */
-	if (GetCurrentTimestamp() < circuit_open_until)
+		failed_this_call = false;
+	}
+	if (failed_this_call || GetCurrentTimestamp() < circuit_open_until)
 	{
 		*error = strstr(last_error, "(not retried") ? pstrdup(last_error) :
 			psprintf("%s (not retried before stampede.valkey_retry_interval passes)",
@@ -1092,7 +1097,19 @@ StampedeValkeyUnsubscribe(void)
 bool
 StampedeValkeyCircuitOpen(void)
 {
-	return conn.ctx == NULL && GetCurrentTimestamp() < circuit_open_until;
+	return conn.ctx == NULL && (failed_this_call || GetCurrentTimestamp() < circuit_open_until);
+}
+
+/*
+ * A new call begins.  A call pays for one Valkey failure at most: once a
+ * command failed or timed out, the rest of the call uses the local store
+ * even if the retry interval passes meanwhile, so that a Valkey that
+ * stalls costs a call stampede.valkey_timeout, not that once per command.
+ */
+void
+StampedeValkeyNewCall(void)
+{
+	failed_this_call = false;
 }
 
 /*
@@ -1109,7 +1126,10 @@ stampede_status(PG_FUNCTION_ARGS)
 	StampedeStoreUsage usage;
 	char	   *error = NULL;
 	bool		configured = StampedeValkeyConfigured();
-	bool		reachable = configured && StampedeValkeyPing(&error);
+	bool		reachable;
+
+	StampedeValkeyNewCall();
+	reachable = configured && StampedeValkeyPing(&error);
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");

@@ -28,6 +28,7 @@ extern void StampedeValkeyKeysOf(const char *prefix, uint64 variant, StampedeVal
 extern bool StampedeValkeyConfigured(void);
 extern bool StampedeValkeyPing(char **error);
 extern bool StampedeValkeyCircuitOpen(void);
+extern void StampedeValkeyNewCall(void);
 extern bool StampedeValkeyUsable(void);
 extern bool StampedeValkeyGet(int nkeys, const char **keys, char **values, Size *lens);
 extern bool StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
