@@ -17,6 +17,20 @@ export PATH="$PG_BINDIR:$PATH"
 
 log() { printf '\n== %s\n' "$*"; }
 
+# Built with AddressSanitizer (PG_CFLAGS=-fsanitize=address): postgres itself
+# is not, so its processes need the sanitizer's runtime loaded first.
+# SERVER_ENV is what every server (and TAP's, through prove) starts with;
+# the reports go to $ASAN_DIR, which asan_reports looks at.
+SERVER_ENV=()
+asan_build() { [[ "${PG_CFLAGS:-}" == *-fsanitize=address* ]]; }
+asan_env() {
+	ASAN_DIR=$1
+	mkdir -p "$ASAN_DIR"
+	chmod 777 "$ASAN_DIR"
+	SERVER_ENV=("LD_PRELOAD=$(gcc -print-file-name=libasan.so)"
+		"ASAN_OPTIONS=detect_leaks=0:log_path=$ASAN_DIR/asan:abort_on_error=0")
+}
+
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -91,8 +105,8 @@ pg_start() {
 		echo "lc_messages = 'C'"
 		for line in "$@"; do echo "$line"; done
 	} | as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null
-	as_server_user "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
-		{ cat "$dir/server.log"; return 1; }
+	as_server_user env "${SERVER_ENV[@]}" "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
+		-w start >/dev/null || { cat "$dir/server.log"; return 1; }
 	export PGHOST=$dir PGPORT=$port PGUSER=postgres
 }
 
@@ -118,6 +132,7 @@ prepare_throwaway() {
 	install_packages
 	build_and_install
 	W=$(make_workdir)
+	if asan_build; then asan_env "$W/asan"; fi
 	trap cleanup_throwaway EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
@@ -172,8 +187,8 @@ pg_start_replica() {
 		echo "port = $port"
 		echo "unix_socket_directories = '$dir'"
 	} | as_server_user tee -a "$dir/data/postgresql.conf" >/dev/null
-	as_server_user "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null ||
-		{ cat "$dir/server.log"; return 1; }
+	as_server_user env "${SERVER_ENV[@]}" "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" \
+		-w start >/dev/null || { cat "$dir/server.log"; return 1; }
 	export PGHOST=$dir PGPORT=$port
 }
 

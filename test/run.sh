@@ -29,6 +29,9 @@
 #                  lock_timeout, a cancelled waiter, Valkey stopped and back
 #   not_preloaded  the error and hint without shared_preload_libraries
 #
+# With PG_CFLAGS=-fsanitize=address (see the README) the servers run with
+# the sanitizer's runtime preloaded, and any report fails the run.
+#
 # Ends with "N passed, M failed"; exits non-zero unless all passed.  A suite
 # that stops before its end counts the tests it did not run as failed.  When
 # anything failed, the logs (each suite's, the servers', pg_regress's and the
@@ -189,7 +192,7 @@ if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$W/tap"; fi
 for t in "$W"/tap/t/*.pl; do
 	t=$(basename "$t" .pl)
 	failed_before=$failed
-	suite "tap-$t" tap as_server_user_in "$W/tap" env PATH="$PATH" \
+	suite "tap-$t" tap as_server_user_in "$W/tap" env "${SERVER_ENV[@]}" PATH="$PATH" \
 		PERL5LIB="$PGXS_DIR/src/test/perl" TESTDIR="$W/tap" \
 		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" prove -v "t/$t.pl"
 	# What a script dies of goes to its own log only.
@@ -205,6 +208,24 @@ PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT suite plain 1 \
 	--bindir="$PG_BINDIR" --load-extension=stampede --dbname=contrib_regression \
 	not_preloaded
 [ -s "$W/plain-out/regression.diffs" ] && cat "$W/plain-out/regression.diffs"
+
+# Built with AddressSanitizer: every report any server (or TAP's) wrote is a
+# failure, whatever the suites said.
+if asan_build; then
+	log "AddressSanitizer reports"
+	stop_throwaway
+	asan_check() {
+		local reports
+		reports=$(grep -l 'ERROR: AddressSanitizer' "$ASAN_DIR"/asan.* 2>/dev/null || true)
+		if [ -z "$reports" ]; then
+			echo "ok 1 - no AddressSanitizer report from any server"
+		else
+			echo "not ok 1 - AddressSanitizer reports in: $reports"
+			head -n 40 $reports
+		fi
+	}
+	suite asan 1 asan_check
+fi
 
 if [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
 	# The servers stopped first, so that their logs are whole.
