@@ -32,6 +32,11 @@ asan_env() {
 	SERVER_ENV=("ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0:log_path=$ASAN_DIR/asan")
 }
 
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Install the Debian packages that are missing (all of them on a fresh machine).
 install_packages() {
 	local missing=()
 	for p in "${STAMPEDE_PACKAGES[@]}"; do
