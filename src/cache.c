@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 
 #include "cache.h"
+#include "compat.h"
 #include "flight.h"
 #include "guc.h"
 #include "query.h"
@@ -202,6 +203,7 @@ PG_FUNCTION_INFO_V1(stampede_cached);
 Datum
 stampede_cached(PG_FUNCTION_ARGS)
 {
+	StampedeForgetDeadFrames();
 	return cached_rows(fcinfo, false);
 }
 
@@ -209,6 +211,7 @@ PG_FUNCTION_INFO_V1(stampede_cached_typed);
 Datum
 stampede_cached_typed(PG_FUNCTION_ARGS)
 {
+	StampedeForgetDeadFrames();
 	return cached_rows(fcinfo, true);
 }
 
@@ -225,6 +228,7 @@ stampede_cached_jsonb(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		result;
 
+	StampedeForgetDeadFrames();
 	prepare_request(fcinfo, &req, STAMPEDE_KIND_JSONB);
 	req.query = psprintf("SELECT coalesce(jsonb_agg(q), '[]'::jsonb) FROM (\n%s\n) q",
 						 req.query);
@@ -252,6 +256,7 @@ stampede_invalidate(PG_FUNCTION_ARGS)
 {
 	text	   *key = checked_key(PG_GETARG_DATUM(0), PG_ARGISNULL(0));
 
+	StampedeForgetDeadFrames();
 	require_shared_memory();
 	PG_RETURN_BOOL(StampedeInvalidate(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)));
 }

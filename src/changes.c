@@ -52,6 +52,7 @@
 #include "utils/syscache.h"
 
 #include "changes.h"
+#include "compat.h"
 
 #define CHANGE_BUCKETS 4096
 
@@ -200,6 +201,7 @@ note_bucket(int bucket, bool reset)
 static void
 changes_xact_callback(XactEvent event, void *arg)
 {
+	StampedeForgetDeadFrames();
 	if (!noted_everything && nnoted == 0)
 		return;
 	if ((event == XACT_EVENT_COMMIT || event == XACT_EVENT_PARALLEL_COMMIT) && changes != NULL)
@@ -224,6 +226,7 @@ changes_xact_callback(XactEvent event, void *arg)
 static void
 relcache_changed(Datum arg, Oid relid)
 {
+	StampedeForgetDeadFrames();
 	if (changes == NULL || !IsUnderPostmaster || MyDatabaseId == InvalidOid)
 		return;
 	note_bucket(OidIsValid(relid) ? relation_bucket(MyDatabaseId, relid) : -1, !OidIsValid(relid));
@@ -232,6 +235,7 @@ relcache_changed(Datum arg, Oid relid)
 static void
 syscache_changed(Datum arg, int cacheid, uint32 hashvalue)
 {
+	StampedeForgetDeadFrames();
 	if (changes == NULL || !IsUnderPostmaster)
 		return;
 	/*

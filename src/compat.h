@@ -210,4 +210,27 @@ StampedeHmacSha256(const uint8 *key, size_t keylen, const char *a, size_t alen,
 #define StampedeGucVariables(n) (*(n) = GetNumConfigOptions(), get_guc_variables())
 #endif
 
+/*
+ * Built with AddressSanitizer, loaded into a postgres that is not:
+ * PostgreSQL's errors longjmp over our frames without telling the
+ * sanitizer, and the poison it left around their locals would be taken for
+ * overflows by later frames at those addresses.  Each entry into our code
+ * (SQL functions, hooks, callbacks, PG_CATCH blocks) first forgets the dead
+ * frames below it, as ASan does itself before a longjmp it sees.  Nothing
+ * in any other build.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define STAMPEDE_DEAD_STACK (1024 * 1024)
+static pg_noinline void
+StampedeForgetDeadFrames(void)
+{
+	char		here;
+
+	__asan_unpoison_memory_region(&here - STAMPEDE_DEAD_STACK, STAMPEDE_DEAD_STACK);
+}
+#else
+#define StampedeForgetDeadFrames() ((void) 0)
+#endif
+
 #endif							/* STAMPEDE_COMPAT_H */

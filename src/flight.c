@@ -345,6 +345,7 @@ flight_abandon_from(int nest_level)
 static void
 flight_xact_callback(XactEvent event, void *arg)
 {
+	StampedeForgetDeadFrames();
 	if (nled > 0 && (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT ||
 					 event == XACT_EVENT_COMMIT))
 		flight_abandon_from(0);
@@ -354,6 +355,7 @@ static void
 flight_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
+	StampedeForgetDeadFrames();
 	if (nled > 0 && event == SUBXACT_EVENT_ABORT_SUB)
 		flight_abandon_from(GetCurrentTransactionNestLevel());
 }
@@ -361,6 +363,7 @@ flight_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 static void
 flight_exit_callback(int code, Datum arg)
 {
+	StampedeForgetDeadFrames();
 	flight_abandon_from(0);
 }
 
@@ -510,6 +513,7 @@ flight_wait(const StampedeStoreKey *key, TimestampTz deadline)
 	{
 		ErrorData  *edata;
 
+		StampedeForgetDeadFrames();
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
@@ -1513,6 +1517,7 @@ done:
 		ErrorData  *edata;
 		bool		leaders = false;
 
+		StampedeForgetDeadFrames();
 		MemoryContextSwitchTo(callercxt);
 		edata = CopyErrorData();
 		leaders = error_belongs_to_leader(edata->sqlerrcode);
@@ -1598,6 +1603,7 @@ flight_wait_saying_why(const StampedeRequest *req, const StampedeStoreKey *fkey,
 	{
 		ErrorData  *edata;
 
+		StampedeForgetDeadFrames();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
@@ -1622,6 +1628,7 @@ StampedeServe(StampedeRequest *req)
 	TimestampTz deadline = 0;
 	bool		waited = false;
 
+	StampedeForgetDeadFrames();
 	/* A call nested in a leader's query is part of that call. */
 	if (nled == 0)
 		StampedeValkeyNewCall();
@@ -1825,6 +1832,7 @@ invalidation_xact_callback(XactEvent event, void *arg)
 {
 	List	   *pending = pending_invalidations;
 
+	StampedeForgetDeadFrames();
 	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
 		event != XACT_EVENT_PARALLEL_COMMIT && event != XACT_EVENT_PARALLEL_ABORT)
 		return;
@@ -1851,6 +1859,7 @@ invalidation_xact_callback(XactEvent event, void *arg)
 	}
 	PG_CATCH();
 	{
+		StampedeForgetDeadFrames();
 		EmitErrorReport();
 		FlushErrorState();
 		ereport(WARNING,
@@ -1874,6 +1883,7 @@ StampedeInvalidate(const char *key, int keylen)
 	bool		all_reached = true;
 	bool		all_kept = true;
 
+	StampedeForgetDeadFrames();
 	if (!inval_callback_registered)
 	{
 		RegisterXactCallback(invalidation_xact_callback, NULL);

@@ -894,6 +894,7 @@ StampedeRowTypeMap(TupleDesc indesc, TupleDesc outdesc, const char *key)
 	{
 		ErrorData  *edata;
 
+		StampedeForgetDeadFrames();
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		if (edata->sqlerrcode != ERRCODE_DATATYPE_MISMATCH)

@@ -105,6 +105,7 @@ static Oid	known_rows_functions[2];
 static void
 forget_rows_functions(Datum arg, int cacheid, uint32 hashvalue)
 {
+	StampedeForgetDeadFrames();
 	known_rows_functions[0] = known_rows_functions[1] = InvalidOid;
 }
 
@@ -169,6 +170,7 @@ stampede_set_rel_pathlist(PlannerInfo *root, RelOptInfo *rel, Index rti,
 	Path	   *funcpath;
 	CustomPath *cpath;
 
+	StampedeForgetDeadFrames();
 	if (prev_set_rel_pathlist_hook)
 		prev_set_rel_pathlist_hook(root, rel, rti, rte);
 
@@ -237,6 +239,7 @@ plan_stampede_path(PlannerInfo *root, RelOptInfo *rel, CustomPath *best_path,
 	ListCell   *lc;
 	AttrNumber	resno = 1;
 
+	StampedeForgetDeadFrames();
 	expandRTE(rte, rel->relid, 0, -1, false, NULL, &colvars);
 	foreach(lc, colvars)
 		scan_tlist = lappend(scan_tlist, makeTargetEntry(lfirst(lc), resno++, NULL, false));
@@ -257,6 +260,7 @@ create_stampede_scan_state(CustomScan *cscan)
 {
 	StampedeScanState *state = palloc0(sizeof(StampedeScanState));
 
+	StampedeForgetDeadFrames();
 	NodeSetTag(state, T_CustomScanState);
 	state->css.methods = &stampede_exec_methods;
 	return (Node *) state;
@@ -269,6 +273,7 @@ begin_stampede_scan(CustomScanState *node, EState *estate, int eflags)
 	CustomScan *cscan = (CustomScan *) node->ss.ps.plan;
 	Oid			funcid = linitial_oid(cscan->custom_private);
 
+	StampedeForgetDeadFrames();
 	/* What ExecInitFunc would have checked of the function. */
 	if (StampedeProcAclCheck(funcid, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(funcid));
@@ -371,6 +376,7 @@ stampede_scan_recheck(ScanState *ss, TupleTableSlot *slot)
 static TupleTableSlot *
 exec_stampede_scan(CustomScanState *node)
 {
+	StampedeForgetDeadFrames();
 	return ExecScan(&node->ss, stampede_scan_next, stampede_scan_recheck);
 }
 
@@ -395,6 +401,7 @@ end_stampede_scan(CustomScanState *node)
 {
 	StampedeScanState *state = (StampedeScanState *) node;
 
+	StampedeForgetDeadFrames();
 	stampede_scan_reset(state);
 	MemoryContextDelete(state->cxt);
 }
@@ -408,6 +415,7 @@ rescan_stampede_scan(CustomScanState *node)
 {
 	StampedeScanState *state = (StampedeScanState *) node;
 
+	StampedeForgetDeadFrames();
 	if (node->ss.ps.chgParam != NULL)
 		stampede_scan_reset(state);
 	else if (state->tupstore)

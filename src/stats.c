@@ -138,6 +138,7 @@ stampede_stats_raw(PG_FUNCTION_ARGS)
 	StampedeStoreUsage usage;
 	int			i;
 
+	StampedeForgetDeadFrames();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (tupdesc->natts != lengthof(values))
@@ -172,6 +173,7 @@ stampede_stats_reset(PG_FUNCTION_ARGS)
 {
 	uint64		sums[STAT_NUM_COUNTERS];
 
+	StampedeForgetDeadFrames();
 	if (stats == NULL)
 		PG_RETURN_VOID();
 	stats_sum(sums);

@@ -506,6 +506,7 @@ valkey_ensure(char **error)
 	}
 	PG_CATCH();
 	{
+		StampedeForgetDeadFrames();
 		valkey_disconnect();
 		PG_RE_THROW();
 	}
@@ -567,6 +568,7 @@ valkey_run_command(int argc, const char **argv, const size_t *argvlen, bool nosc
 	}
 	PG_CATCH();
 	{
+		StampedeForgetDeadFrames();
 		valkey_disconnect();
 		PG_RE_THROW();
 	}
@@ -1020,6 +1022,7 @@ StampedeValkeySubscribe(const char *channel)
 	}
 	PG_CATCH();
 	{
+		StampedeForgetDeadFrames();
 		valkey_close(&sub);
 		PG_RE_THROW();
 	}
@@ -1075,6 +1078,7 @@ StampedeValkeyWaitMessage(long timeout_ms)
 	}
 	PG_CATCH();
 	{
+		StampedeForgetDeadFrames();
 		valkey_close(&sub);
 		PG_RE_THROW();
 	}
@@ -1128,6 +1132,7 @@ stampede_status(PG_FUNCTION_ARGS)
 	bool		configured = StampedeValkeyConfigured();
 	bool		reachable;
 
+	StampedeForgetDeadFrames();
 	StampedeValkeyNewCall();
 	reachable = configured && StampedeValkeyPing(&error);
 
