@@ -91,6 +91,25 @@ SET ROLE regress_stampede_reader;
 SELECT err($$SELECT stampede_invalidate('sec:notes')$$);
 RESET ROLE;
 
+-- The secret that seals entries in Valkey is never shown, not even to the
+-- roles that may read every setting, and may not be set where every user
+-- can read it back (per role, per database, in a function).
+SET stampede.valkey_secret = 'sec-s3cret';
+SHOW stampede.valkey_secret;
+SELECT current_setting('stampede.valkey_secret');
+GRANT pg_read_all_settings TO regress_stampede_reader;
+SET ROLE regress_stampede_reader;
+SHOW stampede.valkey_secret;
+SELECT count(*) FROM pg_settings WHERE name = 'stampede.valkey_secret';
+SELECT err($$SET stampede.valkey_secret = 'mine'$$);
+RESET ROLE;
+REVOKE pg_read_all_settings FROM regress_stampede_reader;
+SELECT err($$ALTER ROLE regress_stampede_reader SET stampede.valkey_secret = 'x'$$);
+SELECT err($$ALTER DATABASE contrib_regression SET stampede.valkey_secret = 'x'$$);
+SELECT err($$CREATE FUNCTION sec_f() RETURNS int LANGUAGE sql SET stampede.valkey_secret = 'x' AS 'SELECT 1'$$);
+RESET stampede.valkey_secret;
+SHOW stampede.valkey_secret;
+
 DROP POLICY own_notes ON notes;
 DROP TABLE notes, secrets CASCADE;
 DROP FUNCTION classified(int);

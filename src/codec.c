@@ -650,7 +650,8 @@ StampedeEntryMinimalTuples(const StampedeEntry *entry)
 	 * A row grows by its longer header and by alignment, at most:
 	 * MAXALIGN(MAXALIGN(15 + bitmap) + data) <= 5 + bitmap + data + 24.
 	 */
-	block = next = palloc(Max((Size) (end - p) + entry->nrows * 24, 1));
+	block = next = MemoryContextAllocHuge(CurrentMemoryContext,
+										  Max((Size) (end - p) + entry->nrows * 24, 1));
 	for (uint64 i = 0; i < entry->nrows; i++)
 	{
 		if (!next_row(entry, &p, &row))

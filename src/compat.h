@@ -220,15 +220,7 @@ StampedeHmacSha256(const uint8 *key, size_t keylen, const char *a, size_t alen,
  * in any other build.
  */
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define STAMPEDE_DEAD_STACK (1024 * 1024)
-static pg_noinline void
-StampedeForgetDeadFrames(void)
-{
-	char		here;
-
-	__asan_unpoison_memory_region(&here - STAMPEDE_DEAD_STACK, STAMPEDE_DEAD_STACK);
-}
+extern void StampedeForgetDeadFrames(void);	/* in stampede.c */
 #else
 #define StampedeForgetDeadFrames() ((void) 0)
 #endif

@@ -161,11 +161,16 @@ varlena_valid(const char *data, Size off, Size datalen, Size alignment, Size *si
 	{
 		uint32		info;
 
-		/* Compressed in line: its raw size and method come from its header. */
+		/*
+		 * Compressed in line: its raw size and method come from its header.
+		 * Neither pglz nor lz4 gets past about 255 to 1: a larger claim would
+		 * only make a reader allocate for nothing.
+		 */
 		if (*size < VARHDRSZ + sizeof(uint32))
 			return false;
 		memcpy(&info, p + VARHDRSZ, sizeof(info));
 		if ((info & VARLENA_EXTSIZE_MASK) > MaxAllocSize - VARHDRSZ ||
+			(info & VARLENA_EXTSIZE_MASK) > (uint64) 256 * *size ||
 			(info >> VARLENA_EXTSIZE_BITS) > 1) /* pglz or lz4 */
 			return false;
 	}

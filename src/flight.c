@@ -65,6 +65,7 @@
 #include "lease.h"
 #include "outage.h"
 #include "query.h"
+#include "secret.h"
 #include "stats.h"
 #include "store_local.h"
 #include "valkey.h"
@@ -111,6 +112,7 @@ typedef struct LedFlight
 	LOCKTAG		tag;
 	uint32		gen;
 	int			nest_level;
+	uint64		outage;			/* the outage epoch when it began (outage.c) */
 	struct RemoteKeys *remote;	/* its Valkey lock, while held */
 } LedFlight;
 
@@ -261,8 +263,15 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 	flight = hash_search(flights, &mine->key, HASH_FIND, NULL);
 	if (flight != NULL && flight->gen == mine->gen)
 	{
-		/* With Valkey configured, rows stored here are a fallback copy. */
-		uint64		outage = StampedeValkeyConfigured() ? StampedeOutageEpoch() : 0;
+		/*
+		 * With Valkey configured, rows stored here are a fallback copy, good
+		 * for the outage the flight began in; if Valkey answered since, they
+		 * are already of no use, and not stored.
+		 */
+		uint64		outage = StampedeValkeyConfigured() ? mine->outage : 0;
+
+		if (outage != 0 && outage != StampedeOutageEpoch())
+			nputs = 0;
 
 		for (int i = 0; i < nputs && !flight->invalidated; i++)
 		{
@@ -446,6 +455,7 @@ flight_try_lead(const StampedeStoreKey *key, uint32 *gen)
 	led[nled].tag = tag;
 	led[nled].gen = flight->gen;
 	led[nled].nest_level = GetCurrentTransactionNestLevel();
+	led[nled].outage = StampedeOutageEpoch();
 	led[nled].remote = NULL;
 	nled++;
 	*gen = flight->gen;
@@ -730,15 +740,19 @@ static struct
 {
 	char	   *data;
 	Size		len;
+	uint64		secret;			/* the key it was checked under (secret.c) */
 }			checked_copies[CHECKED_COPIES];
 static int	checked_next = 0;
 
 static bool
 is_checked_copy(const char *data, Size len)
 {
+	uint64		secret = StampedeSecretGeneration();
+
 	for (int i = 0; i < CHECKED_COPIES; i++)
 	{
 		if (checked_copies[i].len == len && checked_copies[i].data != NULL &&
+			checked_copies[i].secret == secret &&
 			memcmp(checked_copies[i].data, data, len) == 0)
 			return true;
 	}
@@ -750,14 +764,18 @@ static void
 remember_checked(const char *data, Size len)
 {
 	int			i = checked_next;
+	char	   *copy;
 
 	if (len > CHECKED_COPY_MAX || is_checked_copy(data, len))
 		return;
+	/* Allocated before the old copy goes: an error leaves no stale pointer. */
+	copy = MemoryContextAlloc(TopMemoryContext, len);
+	memcpy(copy, data, len);
 	if (checked_copies[i].data != NULL)
 		pfree(checked_copies[i].data);
-	checked_copies[i].data = MemoryContextAlloc(TopMemoryContext, len);
-	memcpy(checked_copies[i].data, data, len);
+	checked_copies[i].data = copy;
 	checked_copies[i].len = len;
+	checked_copies[i].secret = StampedeSecretGeneration();
 	checked_next = (i + 1) % CHECKED_COPIES;
 }
 
@@ -803,10 +821,11 @@ valkey_ready_for(const StampedeStoreKey *skey)
 {
 	if (!StampedeValkeyUsable())
 		return false;
-	if (!StampedeOutageOwes(skey->dbid, skey->hash))
+	if (!StampedeOutageOwes(stampede_valkey_url, skey->dbid, skey->hash))
 		return true;
 	(void) StampedeValkeyPayOwed();
-	return StampedeValkeyUsable() && !StampedeOutageOwes(skey->dbid, skey->hash);
+	return StampedeValkeyUsable() &&
+		!StampedeOutageOwes(stampede_valkey_url, skey->dbid, skey->hash);
 }
 
 /*
@@ -1164,6 +1183,14 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 		TimestampTz wait_start;
 		FlightError error;
 
+		/*
+		 * An invalidation of the key this server could not send meanwhile:
+		 * Valkey's rows may be the ones it removed here.  Sent first, or
+		 * this call goes on without Valkey.
+		 */
+		if (!valkey_ready_for(skey))
+			return REMOTE_FALLBACK;
+
 		/* The rows, the error, or the lock: looked at and taken atomically. */
 		if (!StampedeValkeyTryLead(&rk->keys, token, stampede_lock_timeout_ms, holder,
 								   &kind, &value, &len))
@@ -1281,6 +1308,8 @@ remote_let_go(RemoteKeys *rk, bool released)
 		owed.variant = rk->skey.variant;
 		strlcpy(owed.prefix, rk->keys.prefix, sizeof(owed.prefix));
 		strlcpy(owed.arg, rk->token, sizeof(owed.arg));
+		owed.lapses_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 stampede_lock_timeout_ms);
 		if (strlen(rk->keys.prefix) < sizeof(owed.prefix))
 			(void) StampedeOutageOwe(stampede_valkey_url, &owed);
 	}

@@ -51,6 +51,33 @@ static const struct config_enum_entry wait_timeout_action_options[] = {
 	{NULL, 0, false}
 };
 
+/*
+ * stampede.valkey_secret is never shown, not even to the roles that may read
+ * every setting (pg_read_all_settings, pg_monitor): whoever holds it and can
+ * write to Valkey chooses what servers serve.  Nor may it be set where every
+ * user can read it back: per role or database (pg_db_role_setting), or in
+ * a function's SET clause (pg_proc); PGC_S_TEST is how those are checked.
+ */
+static bool
+check_valkey_secret(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0' &&
+		(source == PGC_S_DATABASE || source == PGC_S_USER ||
+		 source == PGC_S_DATABASE_USER || source == PGC_S_TEST))
+	{
+		GUC_check_errdetail("stampede.valkey_secret may be set in postgresql.conf, with ALTER SYSTEM, or with SET in a session: settings of a role, a database or a function are visible to every user.");
+		return false;
+	}
+	return true;
+}
+
+static const char *
+show_valkey_secret(void)
+{
+	return stampede_valkey_secret != NULL && stampede_valkey_secret[0] != '\0' ?
+		"(hidden)" : "";
+}
+
 void
 StampedeGucInit(void)
 {
@@ -127,14 +154,14 @@ StampedeGucInit(void)
 							   PGC_SUSET, GUC_SUPERUSER_ONLY,
 							   NULL, NULL, NULL);
 
-	/* The same, and never shown: it decides whose entries a server accepts. */
+	/* Superuser-only, and never shown: it decides whose entries a server accepts. */
 	DefineCustomStringVariable("stampede.valkey_secret",
 							   "Secret that authenticates the entries that servers share through Valkey.",
 							   "Empty: the file stampede_secret of the data directory, which a primary and its physical replicas share. Set the same value on independent clusters that share entries on purpose.",
 							   &stampede_valkey_secret,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
-							   NULL, NULL, NULL);
+							   check_valkey_secret, NULL, show_valkey_secret);
 
 	DefineCustomStringVariable("stampede.namespace",
 							   "Prefix of this database's keys in Valkey.",

@@ -33,6 +33,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
@@ -181,8 +182,11 @@ renew_due_leases(MemoryContext tickcxt)
 				now < TimestampTzPlusMilliseconds(lease.renewed_at, lease.px_ms / 3))
 				continue;
 
-			/* Its backend is gone (a slot is a PGPROC's): let the lock expire. */
-			if (ProcGlobal->allProcs[b].pid != lease.pid)
+			/*
+			 * Its backend is gone (a slot is a PGPROC's; an exited backend
+			 * leaves its pid there): let the lock expire.
+			 */
+			if (BackendPidGetProc(lease.pid) != &ProcGlobal->allProcs[b])
 			{
 				SpinLockAcquire(&bl->mutex);
 				if (bl->leases[i].used && bl->leases[i].pid == lease.pid &&

@@ -115,6 +115,11 @@ url_slot(const char *url, bool make)
 	{
 		if (strcmp(outage->urls[i].url, url) == 0)
 			return i;
+	}
+	if (!make)
+		return -1;
+	for (int i = 0; i < OUTAGE_URLS; i++)
+	{
 		if (url_owed(i))
 			continue;
 		if (!outage->urls[i].down)
@@ -125,8 +130,6 @@ url_slot(const char *url, bool make)
 		else if (oldest < 0 || outage->urls[i].since < outage->urls[oldest].since)
 			oldest = i;
 	}
-	if (!make)
-		return -1;
 	if (free < 0 && oldest >= 0)
 	{
 		/* Forgetting its outage: its fallback copies are retired now. */
@@ -152,8 +155,15 @@ StampedeOutageBegan(const char *url)
 	i = url_slot(url, true);
 	if (i >= 0)
 	{
+		/*
+		 * A new outage: copies made before it (by a backend whose circuit
+		 * was still open after the last one, say) are retired too.
+		 */
 		if (!outage->urls[i].down)
+		{
 			pg_atomic_fetch_add_u32(&outage->ndown, 1);
+			pg_atomic_fetch_add_u64(&outage->epoch, 1);
+		}
 		outage->urls[i].down = true;
 		outage->urls[i].since = GetCurrentTimestamp();
 	}
@@ -167,6 +177,21 @@ StampedeOutageEnded(const char *url)
 	int			i;
 
 	if (outage == NULL || pg_atomic_read_u32(&outage->ndown) == 0)
+		return;
+
+	/*
+	 * Every command that succeeds comes here: while some other server is
+	 * down, look without the lock (a torn read only costs a look under it,
+	 * or the next command's) before taking it.
+	 */
+	pg_read_barrier();
+	for (i = 0; i < OUTAGE_URLS; i++)
+	{
+		if (outage->urls[i].down &&
+			strncmp(outage->urls[i].url, url, STAMPEDE_URL_LEN) == 0)
+			break;
+	}
+	if (i == OUTAGE_URLS)
 		return;
 	LWLockAcquire(outage->lock, LW_EXCLUSIVE);
 	i = url_slot(url, false);
@@ -184,13 +209,14 @@ same_debt(const StampedeOwed *a, const StampedeOwed *b)
 {
 	return a->kind == b->kind && a->dbid == b->dbid && a->hash == b->hash &&
 		a->variant == b->variant && strcmp(a->prefix, b->prefix) == 0 &&
-		(a->kind == STAMPEDE_OWE_INVALIDATION || strcmp(a->arg, b->arg) == 0);
+		strcmp(a->arg, b->arg) == 0;
 }
 
 /*
- * Owe Valkey at url what owed says.  A later invalidation of the same key
- * replaces an earlier one (it names the later transaction).  False when it
- * cannot be kept: no shared memory, a name too long, or the table is full.
+ * Owe Valkey at url what owed says (once: the same debt again is kept as
+ * one; two invalidations of a key by two transactions are two).  False
+ * when it cannot be kept: no shared memory, a name too long, or the table
+ * is full.  An owed lock release lapses when the lock would have expired.
  */
 bool
 StampedeOutageOwe(const char *url, const StampedeOwed *owed)
@@ -198,6 +224,7 @@ StampedeOutageOwe(const char *url, const StampedeOwed *owed)
 	int			u;
 	int			free = -1;
 	bool		kept = false;
+	TimestampTz now = GetCurrentTimestamp();
 
 	if (outage == NULL || strlen(url) >= STAMPEDE_URL_LEN)
 		return false;
@@ -213,9 +240,14 @@ StampedeOutageOwe(const char *url, const StampedeOwed *owed)
 				free = i;
 		}
 		else if (slot->url == u && same_debt(&slot->owed, owed))
-		{
-			slot->owed = *owed;
 			kept = true;
+		else if (slot->owed.kind == STAMPEDE_OWE_UNLOCK && slot->owed.lapses_at < now)
+		{
+			/* The lock expired by itself meanwhile: nothing is owed. */
+			slot->used = false;
+			pg_atomic_fetch_sub_u32(&outage->nowed, 1);
+			if (free < 0)
+				free = i;
 		}
 	}
 	if (!kept && u >= 0 && free >= 0)
@@ -236,20 +268,23 @@ StampedeOutageAnyOwed(void)
 	return outage != NULL && pg_atomic_read_u32(&outage->nowed) > 0;
 }
 
-/* Is an invalidation of the key (dbid, hash) owed to any Valkey? */
+/* Is an invalidation of the key (dbid, hash) owed to Valkey at url? */
 bool
-StampedeOutageOwes(Oid dbid, uint64 hash)
+StampedeOutageOwes(const char *url, Oid dbid, uint64 hash)
 {
 	bool		owes = false;
+	int			u;
 
 	if (!StampedeOutageAnyOwed())
 		return false;
 	LWLockAcquire(outage->lock, LW_SHARED);
-	for (int i = 0; i < OWED_MAX && !owes; i++)
+	u = url_slot(url, false);
+	for (int i = 0; u >= 0 && i < OWED_MAX && !owes; i++)
 	{
 		OwedSlot   *slot = &outage->slots[i];
 
-		owes = slot->used && slot->owed.kind == STAMPEDE_OWE_INVALIDATION &&
+		owes = slot->used && slot->url == u &&
+			slot->owed.kind == STAMPEDE_OWE_INVALIDATION &&
 			slot->owed.dbid == dbid && slot->owed.hash == hash;
 	}
 	LWLockRelease(outage->lock);
@@ -290,8 +325,7 @@ StampedeOutagePaid(const char *url, const StampedeOwed *owed)
 	{
 		OwedSlot   *slot = &outage->slots[i];
 
-		if (slot->used && slot->url == u && same_debt(&slot->owed, owed) &&
-			strcmp(slot->owed.arg, owed->arg) == 0)
+		if (slot->used && slot->url == u && same_debt(&slot->owed, owed))
 		{
 			slot->used = false;
 			pg_atomic_fetch_sub_u32(&outage->nowed, 1);

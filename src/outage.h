@@ -11,6 +11,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #define STAMPEDE_URL_LEN		1024
 #define STAMPEDE_OWED_NAME_LEN	256
 #define STAMPEDE_OWED_ARG_LEN	40
@@ -27,6 +29,7 @@ typedef struct StampedeOwed
 	uint64		variant;		/* an unlock's: the flight's variant */
 	char		prefix[STAMPEDE_OWED_NAME_LEN]; /* the key's Valkey prefix */
 	char		arg[STAMPEDE_OWED_ARG_LEN]; /* the invalidating xid, or the lock token */
+	TimestampTz lapses_at;		/* an unlock's: when the lock expires anyway */
 } StampedeOwed;
 
 extern Size StampedeOutageShmemSize(void);
@@ -37,7 +40,7 @@ extern void StampedeOutageBegan(const char *url);
 extern void StampedeOutageEnded(const char *url);
 
 extern bool StampedeOutageOwe(const char *url, const StampedeOwed *owed);
-extern bool StampedeOutageOwes(Oid dbid, uint64 hash);
+extern bool StampedeOutageOwes(const char *url, Oid dbid, uint64 hash);
 extern bool StampedeOutageAnyOwed(void);
 extern int	StampedeOutageOwedTo(const char *url, StampedeOwed *owed, int max);
 extern void StampedeOutagePaid(const char *url, const StampedeOwed *owed);

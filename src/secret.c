@@ -32,10 +32,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file_perm.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "compat.h"
 #include "guc.h"
@@ -44,8 +46,12 @@
 #define SECRET_BYTES	32
 #define SECRET_MAX		1024
 
+#define RETRY_FILE_MS	10000	/* a secret file that could not be read is tried again after */
+
 static uint8 hmac_key[32];
 static bool have_key = false;
+static uint64 key_generation = 1;	/* moves on when the key changes */
+static TimestampTz file_retry_at = 0;
 static char *key_source = NULL; /* the setting the key was made from, or NULL: the file */
 static bool failure_logged = false;
 
@@ -79,7 +85,8 @@ make_secret_file(const char *path)
 	if (!pg_strong_random(secret, sizeof(secret)))
 		return false;
 	snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, MyProcPid);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, S_IRUSR | S_IWUSR);
+	/* As the data directory's other files: readable by its group if they are. */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY, pg_file_create_mode);
 	if (fd < 0)
 		return false;
 	ok = write(fd, secret, sizeof(secret)) == sizeof(secret) && pg_fsync(fd) == 0;
@@ -87,6 +94,9 @@ make_secret_file(const char *path)
 	if (ok && link(tmp, path) != 0 && errno != EEXIST)
 		ok = false;
 	unlink(tmp);
+	/* A secret lost in a crash would be replaced by one no replica has. */
+	if (ok)
+		fsync_fname(DataDir, true);
 	return ok;
 }
 
@@ -126,6 +136,12 @@ ensure_key(void)
 					 key_source != NULL && strcmp(key_source, setting) == 0))
 		return true;
 
+	/* No file to be had a moment ago: not every call tries again. */
+	if (setting == NULL && key_source == NULL && !have_key &&
+		GetCurrentTimestamp() < file_retry_at)
+		return false;
+	if (have_key)
+		key_generation++;
 	have_key = false;
 	if (key_source != NULL)
 		pfree(key_source);
@@ -150,6 +166,7 @@ ensure_key(void)
 						 errmsg("stampede could not read \"%s\"", path),
 						 errdetail("Entries are neither sent to Valkey nor accepted from it.")));
 			failure_logged = true;
+			file_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RETRY_FILE_MS);
 			pfree(path);
 			return false;
 		}
@@ -169,6 +186,17 @@ ensure_key(void)
 	}
 	explicit_bzero(secret, sizeof(secret));
 	return have_key;
+}
+
+/*
+ * Which key this backend seals and checks with: it moves on whenever the key
+ * changes, so that what was checked under another key is checked again.
+ */
+uint64
+StampedeSecretGeneration(void)
+{
+	(void) ensure_key();
+	return key_generation;
 }
 
 /* HMAC-SHA256 of a || b under the key; false when there is no key. */

@@ -13,6 +13,7 @@
 #define STAMPEDE_SECRET_FILE "stampede_secret"
 
 extern void StampedeSecretInit(void);
+extern uint64 StampedeSecretGeneration(void);
 extern bool StampedeSecretMac(const char *a, Size alen, const char *b, Size blen,
 							  uint8 *mac);
 

@@ -30,6 +30,35 @@
 
 PG_MODULE_MAGIC;
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+
+/*
+ * Built with AddressSanitizer: its runtime comes with this library, after
+ * the postmaster started, and a backend's environment (ASAN_OPTIONS) is out
+ * of its reach by then (PostgreSQL writes the process title over it).  The
+ * options it needs here: see compat.h and test/lib.sh.
+ */
+PGDLLEXPORT const char *__asan_default_options(void);
+
+const char *
+__asan_default_options(void)
+{
+	return "verify_asan_link_order=0:detect_leaks=0";
+}
+
+/* See compat.h: a megabyte of dead stack below the caller, unpoisoned. */
+#define DEAD_STACK (1024 * 1024)
+
+pg_noinline void
+StampedeForgetDeadFrames(void)
+{
+	uintptr_t	below = (uintptr_t) __builtin_frame_address(0);
+
+	__asan_unpoison_memory_region((void *) (below - DEAD_STACK), DEAD_STACK);
+}
+#endif
+
 void		_PG_init(void);
 
 #ifdef STAMPEDE_HAS_SHMEM_REQUEST_HOOK
