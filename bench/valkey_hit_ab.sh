@@ -43,9 +43,16 @@ cat >"$W/hit.sql" <<'EOF'
 SELECT count(*) FROM stampede_cached('hitab', $$SELECT g, 'row ' || g AS name, g * 10 AS total FROM generate_series(1, 100) g$$, '1 hour') AS t(id int, name text, total int);
 EOF
 
+# install_lib SO: put SO in place by rename, never writing over the file that
+# the running server has mapped.
+install_lib() {
+	as_root cp "$1" "$libdir/stampede.so.new"
+	as_root mv "$libdir/stampede.so.new" "$libdir/stampede.so"
+}
+
 # tps SO CLIENTS: install SO, restart, warm the key, measure.
 tps() {
-	as_root cp "$1" "$libdir/stampede.so"
+	install_lib "$1"
 	as_server_user "$PG_BINDIR/pg_ctl" -D "$W/pg/data" -l "$W/pg/server.log" -w restart -m fast >/dev/null
 	redis-cli -p "$VALKEY_PORT" FLUSHALL >/dev/null
 	psql -qAt -f "$W/hit.sql" >/dev/null
@@ -67,4 +74,4 @@ for r in $(seq 1 "$rounds"); do
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 echo "median B / A: 1 client $(median "${ratios_1[@]}"), 4 clients $(median "${ratios_4[@]}")"
-as_root cp "$W/b.so" "$libdir/stampede.so"
+install_lib "$W/b.so"
