@@ -300,7 +300,7 @@ settle_outages(MemoryContext tickcxt)
 		if (now < probe->next)
 			continue;
 		SetConfigOption("stampede.valkey_url", urls[i], PGC_SUSET, PGC_S_OVERRIDE);
-		if (StampedeValkeyPing(&error) && StampedeValkeyPayOwed())
+		if (StampedeValkeyProbe(&error) && StampedeValkeyPayOwed())
 		{
 			probe->url[0] = '\0';
 			probe->next = 0;

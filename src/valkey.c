@@ -85,6 +85,7 @@ static ValkeyConn conn;			/* commands */
 static ValkeyConn sub;			/* SUBSCRIBE, for waiters */
 static TimestampTz circuit_open_until = 0;
 static bool failed_this_call = false;	/* see StampedeValkeyNewCall */
+static bool counting_failures = true;	/* see StampedeValkeyProbe */
 static char *circuit_url = NULL;	/* the URL that failed */
 static bool incident_logged = false;
 static char last_error[256] = "";
@@ -269,7 +270,8 @@ valkey_disconnect(void)
 static bool
 valkey_failed(ValkeyConn *vc, const char *name, const char *what, char **error)
 {
-	StampedeStatsCount(STAT_VALKEY_ERRORS);
+	if (counting_failures)
+		StampedeStatsCount(STAT_VALKEY_ERRORS);
 	snprintf(last_error, sizeof(last_error), "%s: %s", name, what);
 	failed_this_call = true;
 	circuit_open_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
@@ -718,6 +720,29 @@ StampedeValkeyPing(char **error)
 	}
 	freeReplyObject(reply);
 	return true;
+}
+
+/*
+ * StampedeValkeyPing for the lease worker's probes of a Valkey that failed:
+ * a probe that fails is not a command that failed (valkey_errors counts
+ * those), only the outage going on.
+ */
+bool
+StampedeValkeyProbe(char **error)
+{
+	bool		ok;
+
+	counting_failures = false;
+	PG_TRY();
+	{
+		ok = StampedeValkeyPing(error);
+	}
+	PG_FINALLY();
+	{
+		counting_failures = true;
+	}
+	PG_END_TRY();
+	return ok;
 }
 
 /* Can Valkey be tried now?  (Configured, and its circuit not open.) */

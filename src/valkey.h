@@ -27,6 +27,7 @@ typedef struct StampedeValkeyKeys
 extern void StampedeValkeyKeysOf(const char *prefix, uint64 variant, StampedeValkeyKeys *keys);
 extern bool StampedeValkeyConfigured(void);
 extern bool StampedeValkeyPing(char **error);
+extern bool StampedeValkeyProbe(char **error);
 extern bool StampedeValkeyCircuitOpen(void);
 extern void StampedeValkeyNewCall(void);
 extern bool StampedeValkeyUsable(void);
