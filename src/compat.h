@@ -203,6 +203,14 @@ StampedeHmacSha256(const uint8 *key, size_t keylen, const char *a, size_t alen,
 #define VARLENA_EXTSIZE_MASK	((1U << VARLENA_EXTSIZE_BITS) - 1)
 #endif
 
+/* PG 15 added common/pg_prng.h; before, random() (the backend seeds it). */
+#if PG_VERSION_NUM >= 150000
+#include "common/pg_prng.h"
+#define StampedeRandomFraction() pg_prng_double(&pg_global_prng_state)
+#else
+#define StampedeRandomFraction() ((double) random() / ((double) MAX_RANDOM_VALUE + 1))
+#endif
+
 /* PG 16 hands back the GUC array with its length; before, two calls. */
 #if PG_VERSION_NUM >= 160000
 #define StampedeGucVariables(n) get_guc_variables(n)

@@ -39,7 +39,6 @@
 #include "access/xlog.h"
 #include "commands/dbcommands.h"
 #include "common/hashfn.h"
-#include "common/pg_prng.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
@@ -63,6 +62,7 @@
 #include "guc.h"
 #include "invalidation.h"
 #include "lease.h"
+#include "locks.h"
 #include "outage.h"
 #include "query.h"
 #include "secret.h"
@@ -172,7 +172,7 @@ StampedeFlightShmemInit(void)
 	flight_shared = ShmemInitStruct("stampede flights", sizeof(FlightShared), &found);
 	if (!found)
 	{
-		flight_shared->lock = &(GetNamedLWLockTranche("stampede"))[1].lock;
+		flight_shared->lock = StampedeLock(STAMPEDE_LOCK_FLIGHTS);
 		flight_shared->max_flights = flight_table_size();
 	}
 	memset(&info, 0, sizeof(info));
@@ -1266,7 +1266,7 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 			if (StampedeValkeySubscribe(rk->keys.channel))
 				continue;
 		}
-		sleep_ms = delay + (long) (pg_prng_double(&pg_global_prng_state) * stampede_backoff_base_ms);
+		sleep_ms = delay + (long) (StampedeRandomFraction() * stampede_backoff_base_ms);
 		if (deadline != 0)
 			sleep_ms = Min(sleep_ms, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline), 1));
 		if (lock_deadline != 0)

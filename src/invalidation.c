@@ -37,6 +37,7 @@
 
 #include "compat.h"
 #include "invalidation.h"
+#include "locks.h"
 
 #define XIDS_PER_KEY	4
 #define OVERFLOW_XIDS	8
@@ -89,7 +90,7 @@ StampedeInvalShmemInit(void)
 	inval_shared = ShmemInitStruct("stampede invalidations", sizeof(InvalShared), &found);
 	if (!found)
 	{
-		inval_shared->lock = &(GetNamedLWLockTranche("stampede"))[2].lock;
+		inval_shared->lock = StampedeLock(STAMPEDE_LOCK_INVALIDATIONS);
 		inval_shared->max_keys = inval_table_size();
 		inval_shared->noverflow = 0;
 	}

@@ -31,6 +31,7 @@
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
 
+#include "locks.h"
 #include "outage.h"
 
 #define OUTAGE_URLS		4		/* distinct Valkey servers tracked */
@@ -75,7 +76,7 @@ StampedeOutageShmemInit(void)
 	if (!found)
 	{
 		memset(outage, 0, sizeof(OutageShared));
-		outage->lock = &(GetNamedLWLockTranche("stampede"))[3].lock;
+		outage->lock = StampedeLock(STAMPEDE_LOCK_OUTAGES);
 		pg_atomic_init_u64(&outage->epoch, 1);	/* 0 means "not a fallback copy" */
 		pg_atomic_init_u32(&outage->nowed, 0);
 		pg_atomic_init_u32(&outage->ndown, 0);

@@ -22,6 +22,7 @@
 #include "guc.h"
 #include "invalidation.h"
 #include "lease.h"
+#include "locks.h"
 #include "outage.h"
 #include "scan.h"
 #include "secret.h"
@@ -83,7 +84,7 @@ stampede_shmem_request(void)
 	size = add_size(size, StampedeInvalShmemSize());
 	size = add_size(size, StampedeOutageShmemSize());
 	RequestAddinShmemSpace(size);
-	RequestNamedLWLockTranche("stampede", 4);	/* store, flights, invalidations, outages */
+	RequestNamedLWLockTranche(STAMPEDE_LWLOCK_TRANCHE, STAMPEDE_NUM_LOCKS);
 }
 
 static void

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "guc.h"
+#include "locks.h"
 #include "stats.h"
 #include "store_local.h"
 
@@ -108,7 +109,7 @@ StampedeStoreShmemInit(void)
 	arena = ShmemInitStruct("stampede store arena", (Size) nchunks * CHUNK_SIZE, &found);
 	if (!found)
 	{
-		store->lock = &(GetNamedLWLockTranche("stampede"))[0].lock;
+		store->lock = StampedeLock(STAMPEDE_LOCK_STORE);
 		store->nchunks = nchunks;
 		store->nfree = nchunks;
 		store->free_head = 0;
