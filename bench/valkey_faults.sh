@@ -69,29 +69,11 @@ else
 	trap 'exit 143' TERM
 fi
 
-# A redis-server of our own, as lib.sh's valkey_start, but one that takes
-# DEBUG (refused by default since Redis 7) from local clients.  VALKEY_PID
-# lets lib.sh's valkey_stop (and the cleanup on exit) stop it.
-faults_valkey_start() {
-	local dir=$1
-	mkdir -p "$dir"
-	VALKEY_PORT=$(free_port)
-	redis-server --port "$VALKEY_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-		--enable-debug-command local --dir "$dir" --logfile "$dir/valkey.log" --daemonize no &
-	VALKEY_PID=$!
-	for _ in $(seq 100); do
-		[ "$(redis-cli -h 127.0.0.1 -p "$VALKEY_PORT" ping 2>/dev/null)" = PONG ] && return 0
-		kill -0 "$VALKEY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	cat "$dir/valkey.log" 2>/dev/null
-	echo "redis-server did not start" >&2
-	return 1
-}
 vcli() { redis-cli -h 127.0.0.1 -p "$VALKEY_PORT" "$@"; }
 
 log "Valkey failing under load: servers"
-faults_valkey_start "$W/valkey"
+# DEBUG is refused by default since Redis 7; local clients may send it here.
+valkey_start "$W/valkey" --enable-debug-command local
 pg_start "$W/primary" "shared_preload_libraries = 'stampede'" "max_connections = 100" \
 	"stampede.valkey_url = 'redis://127.0.0.1:$VALKEY_PORT'" \
 	"stampede.valkey_timeout = '${VALKEY_TIMEOUT_MS}ms'" \

@@ -41,9 +41,6 @@
 #include "entry_format.h"
 #include "secret.h"
 
-#define get_u16 entry_get_u16
-#define get_u32 entry_get_u32
-
 static inline void
 put_u16(StringInfo buf, uint16 v)
 {
@@ -270,7 +267,7 @@ StampedeEntrySealCheck(const char *data, Size len)
 		diff |= mac[i] ^ header.mac[i];
 	if (diff != 0)
 		return STAMPEDE_SEAL_BAD;
-	return header.expires_at > GetCurrentTimestamp() ? STAMPEDE_SEAL_GOOD : STAMPEDE_SEAL_EXPIRED;
+	return StampedeEntryExpired(data, len) ? STAMPEDE_SEAL_EXPIRED : STAMPEDE_SEAL_GOOD;
 }
 
 /* Has a sealed entry's expiry passed?  (Its seal already known good.) */
@@ -326,19 +323,19 @@ StampedeEntryReadSet(const StampedeEntry *entry, StampedeReadSet *reads)
 	for (uint32 i = 0; i < entry->nrels; i++)
 	{
 		StampedeReadRel *rel = palloc(sizeof(StampedeReadRel));
-		uint16		ncols = get_u16(p + 12);
+		uint16		ncols = entry_get_u16(p + 12);
 
-		rel->relid = get_u32(p);
-		rel->checkas = get_u32(p + 4);
-		rel->modes = get_u32(p + 8);
+		rel->relid = entry_get_u32(p);
+		rel->checkas = entry_get_u32(p + 4);
+		rel->modes = entry_get_u32(p + 8);
 		rel->cols = NIL;
 		for (int c = 0; c < ncols; c++)
-			rel->cols = lappend_int(rel->cols, (int16) get_u16(p + 14 + 2 * c));
+			rel->cols = lappend_int(rel->cols, (int16) entry_get_u16(p + REL_HEADER_SIZE + 2 * c));
 		reads->rels = lappend(reads->rels, rel);
-		p += 14 + 2 * ncols;
+		p += REL_HEADER_SIZE + 2 * ncols;
 	}
 	for (uint32 i = 0; i < entry->nfuncs; i++)
-		reads->funcs = lappend_oid(reads->funcs, get_u32(entry->funcs + i * sizeof(Oid)));
+		reads->funcs = lappend_oid(reads->funcs, entry_get_u32(entry->funcs + i * sizeof(Oid)));
 }
 
 /*
@@ -384,9 +381,9 @@ StampedeEntryTypesPortable(const StampedeEntry *entry)
 
 	for (int i = 0; i < entry->natts; i++)
 	{
-		if (!type_is_portable(get_u32(p)))
+		if (!type_is_portable(entry_get_u32(p)))
 			return false;
-		p += 10 + get_u16(p + 8);
+		p += ATTR_HEADER_SIZE + entry_get_u16(p + 8);
 	}
 	return true;
 }
@@ -407,13 +404,13 @@ StampedeEntryMatchesDesc(const StampedeEntry *entry, TupleDesc desc)
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
-		Oid			typid = get_u32(p);
-		int32		typmod = (int32) get_u32(p + 4);
+		Oid			typid = entry_get_u32(p);
+		int32		typmod = (int32) entry_get_u32(p + 4);
 
 		if (att->attisdropped || att->atttypid != typid ||
 			(att->atttypmod >= 0 && att->atttypmod != typmod))
 			return false;
-		p += 10 + get_u16(p + 8);
+		p += ATTR_HEADER_SIZE + entry_get_u16(p + 8);
 	}
 	return true;
 }
@@ -430,17 +427,17 @@ StampedeEntryTupleDesc(const StampedeEntry *entry)
 
 	for (int i = 0; i < entry->natts; i++)
 	{
-		Oid			typid = get_u32(p);
-		int32		typmod = (int32) get_u32(p + 4);
-		uint16		namelen = Min(get_u16(p + 8), NAMEDATALEN - 1);
+		Oid			typid = entry_get_u32(p);
+		int32		typmod = (int32) entry_get_u32(p + 4);
+		uint16		namelen = Min(entry_get_u16(p + 8), NAMEDATALEN - 1);
 		NameData	name;
 
 		if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(typid)))
 			return NULL;
 		memset(&name, 0, sizeof(name));
-		memcpy(NameStr(name), p + 10, namelen);
+		memcpy(NameStr(name), p + ATTR_HEADER_SIZE, namelen);
 		TupleDescInitEntry(desc, i + 1, NameStr(name), typid, typmod, 0);
-		p += 10 + get_u16(p + 8);
+		p += ATTR_HEADER_SIZE + entry_get_u16(p + 8);
 	}
 	return BlessTupleDesc(desc);
 }
@@ -511,7 +508,7 @@ next_row(const StampedeEntry *entry, const char **p, RowSlot *row)
 	if (end - *p < ROW_HEADER_SIZE)
 		return false;
 	row->natts = entry->natts;
-	row->datalen = get_u32(*p);
+	row->datalen = entry_get_u32(*p);
 	flags = (uint8) (*p)[4];
 	row->nullbytes = (flags & ROW_HASNULL) ? BITMAPLEN(entry->natts) : 0;
 	left = end - *p - ROW_HEADER_SIZE;

@@ -1288,6 +1288,33 @@ remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKe
 }
 
 /*
+ * Owe the configured Valkey what Valkey could not be told about the key of
+ * skey (the variant's, for a lock), under its Valkey names' prefix: the
+ * release of the lock held with token arg (lapsing when the lock would
+ * have expired), or an invalidation by transaction arg (see outage.c).
+ * False when it cannot be kept.
+ */
+static bool
+owe_valkey(char kind, const StampedeStoreKey *skey, const char *prefix, const char *arg,
+		   TimestampTz lapses_at)
+{
+	StampedeOwed owed;
+
+	memset(&owed, 0, sizeof(owed));
+	if (strlen(prefix) >= sizeof(owed.prefix))
+		return false;
+	owed.kind = kind;
+	owed.dbid = skey->dbid;
+	owed.hash = skey->hash;
+	if (kind == STAMPEDE_OWE_UNLOCK)
+		owed.variant = skey->variant;
+	strlcpy(owed.prefix, prefix, sizeof(owed.prefix));
+	strlcpy(owed.arg, arg, sizeof(owed.arg));
+	owed.lapses_at = lapses_at;
+	return StampedeOutageOwe(stampede_valkey_url, &owed);
+}
+
+/*
  * The leader is done with its Valkey lock: stop renewing it, and when Valkey
  * could not be told (released false), owe Valkey the release, so that the
  * lock goes as soon as Valkey answers rather than when it expires.
@@ -1298,21 +1325,9 @@ remote_let_go(RemoteKeys *rk, bool released)
 	StampedeLeaseRemove(rk->lease);
 	rk->lease = -1;
 	if (!released)
-	{
-		StampedeOwed owed;
-
-		memset(&owed, 0, sizeof(owed));
-		owed.kind = STAMPEDE_OWE_UNLOCK;
-		owed.dbid = rk->skey.dbid;
-		owed.hash = rk->skey.hash;
-		owed.variant = rk->skey.variant;
-		strlcpy(owed.prefix, rk->keys.prefix, sizeof(owed.prefix));
-		strlcpy(owed.arg, rk->token, sizeof(owed.arg));
-		owed.lapses_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 stampede_lock_timeout_ms);
-		if (strlen(rk->keys.prefix) < sizeof(owed.prefix))
-			(void) StampedeOutageOwe(stampede_valkey_url, &owed);
-	}
+		(void) owe_valkey(STAMPEDE_OWE_UNLOCK, &rk->skey, rk->keys.prefix, rk->token,
+						  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  stampede_lock_timeout_ms));
 	rk->token = NULL;
 }
 
@@ -1765,28 +1780,6 @@ StampedeServe(StampedeRequest *req)
 }
 
 /*
- * Owe Valkey the invalidation of the key of skey by xid: sent as soon as it
- * answers, and before this server reads the key from it (see outage.c).
- * False when it cannot be kept.
- */
-static bool
-owe_invalidation(const StampedeStoreKey *skey, const char *xid)
-{
-	StampedeOwed owed;
-	char	   *prefix = valkey_prefix(skey->hash);
-
-	memset(&owed, 0, sizeof(owed));
-	owed.kind = STAMPEDE_OWE_INVALIDATION;
-	owed.dbid = skey->dbid;
-	owed.hash = skey->hash;
-	if (strlen(prefix) >= sizeof(owed.prefix))
-		return false;
-	strlcpy(owed.prefix, prefix, sizeof(owed.prefix));
-	strlcpy(owed.arg, xid, sizeof(owed.arg));
-	return StampedeOutageOwe(stampede_valkey_url, &owed);
-}
-
-/*
  * Remove every entry of the key of skey (each variant and scope), and make
  * the flights of it that run now not store their rows: they were computed
  * before the invalidation.  xid names the invalidating transaction for
@@ -1833,8 +1826,9 @@ invalidate_key(const StampedeStoreKey *skey, FullTransactionId xid, bool *reache
 		if (StampedeValkeyInvalidate(&keys, xidbuf, &deleted))
 			return removed || deleted;
 	}
+	/* Sent as soon as Valkey answers, and before this server reads the key from it. */
 	*reached = false;
-	*kept = owe_invalidation(skey, xidbuf);
+	*kept = owe_valkey(STAMPEDE_OWE_INVALIDATION, skey, valkey_prefix(skey->hash), xidbuf, 0);
 	return removed;
 }
 

@@ -348,11 +348,7 @@ StampedeOutageUrls(char (*urls)[STAMPEDE_URL_LEN], int max)
 	LWLockAcquire(outage->lock, LW_SHARED);
 	for (int i = 0; i < OUTAGE_URLS && n < max; i++)
 	{
-		bool		wanted = outage->urls[i].down;
-
-		for (int j = 0; j < OWED_MAX && !wanted; j++)
-			wanted = outage->slots[j].used && outage->slots[j].url == i;
-		if (wanted)
+		if (outage->urls[i].down || url_owed(i))
 			strlcpy(urls[n++], outage->urls[i].url, STAMPEDE_URL_LEN);
 	}
 	LWLockRelease(outage->lock);

@@ -193,11 +193,13 @@ pg_start_replica() {
 	export PGHOST=$dir PGPORT=$port
 }
 
-# valkey_start DIR: a redis-server (Valkey speaks its protocol) of our own on
-# 127.0.0.1 at a free port, without persistence, logging to DIR/valkey.log.
+# valkey_start DIR [OPTION...]: a redis-server (Valkey speaks its protocol) of
+# our own on 127.0.0.1 at a free port, without persistence, logging to
+# DIR/valkey.log, with any further redis-server OPTIONs.
 # Sets VALKEY_PORT and VALKEY_PID; valkey_stop stops it.
 valkey_start() {
 	local dir=$1 i
+	shift
 	mkdir -p "$dir"
 	VALKEY_PORT=$(free_port)
 	# Also a unix socket, world-writable: the PostgreSQL servers run as
@@ -205,7 +207,7 @@ valkey_start() {
 	VALKEY_SOCKET=$dir/valkey.sock
 	redis-server --port "$VALKEY_PORT" --bind 127.0.0.1 --save '' --appendonly no \
 		--unixsocket "$VALKEY_SOCKET" --unixsocketperm 777 \
-		--dir "$dir" --logfile "$dir/valkey.log" --daemonize no &
+		--dir "$dir" --logfile "$dir/valkey.log" --daemonize no "$@" &
 	VALKEY_PID=$!
 	for i in $(seq 100); do
 		[ "$(redis-cli -h 127.0.0.1 -p "$VALKEY_PORT" ping 2>/dev/null)" = PONG ] && return 0
