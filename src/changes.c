@@ -124,7 +124,8 @@ change_table(void)
 	 * Changes since then are noted by the backends that make them, at
 	 * commit.  (Not the WAL position of now: a replica's rows, a little
 	 * behind, would all look stale to its primary.)  A backend's own table
-	 * knows nothing of before this call: the WAL position of now.
+	 * knows nothing of before the library was loaded here (see
+	 * StampedeChangesInit): the WAL position of then.
 	 */
 	if (pg_atomic_read_u64(&changes->everything) == 0)
 	{
@@ -261,6 +262,15 @@ StampedeChangesInit(void)
 	CacheRegisterSyscacheCallback(CONSTROID, syscache_changed, (Datum) 0);
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, syscache_changed, (Datum) 0);
 	RegisterXactCallback(changes_xact_callback, NULL);
+
+	/*
+	 * Not preloaded: loaded in this backend now, and the callbacks above
+	 * hear of every change from now on.  The backend's own table starts
+	 * here, not at its first check, which for a waiter comes after its
+	 * leader's fill began: that fill's rows would look stale to it.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		(void) change_table();
 }
 
 /* The WAL position a fill starting now records. */
