@@ -2,8 +2,10 @@
 EXTENSION    = stampede
 EXTVERSION   = 0.1
 MODULE_big   = stampede
-OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/entry_check.o src/secret.o src/store_local.o \
-               src/identity.o src/changes.o src/invalidation.o src/query.o src/flight.o src/cache.o src/scan.o src/valkey.o src/outage.o src/lease.o
+OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/entry_check.o src/secret.o \
+               src/store_local.o src/valkey_url.o src/valkey.o src/outage.o src/remote.o src/store.o \
+               src/lease.o src/identity.o src/changes.o src/invalidation.o src/query.o src/wait.o \
+               src/flight.o src/cache.o src/scan.o src/monitor.o
 DATA         = sql/stampede--$(EXTVERSION).sql
 PGFILEDESC   = "stampede - query-result cache with single flight"
 

@@ -21,8 +21,8 @@
 #include "flight.h"
 #include "guc.h"
 #include "query.h"
-#include "store_local.h"
-#include "valkey.h"
+#include "remote.h"
+#include "store.h"
 
 #define STAMPEDE_MAX_KEY_BYTES 1024
 
@@ -38,7 +38,7 @@ require_shared_memory(void)
 
 	if (StampedeStoreAvailable())
 		return;
-	if (!StampedeValkeyConfigured())
+	if (!StampedeRemoteConfigured())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stampede is not loaded through shared_preload_libraries"),

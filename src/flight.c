@@ -31,13 +31,22 @@
  *	  goes straight to the Valkey lock ("leads" locally without a lock), and
  *	  when Valkey cannot be used it runs the query without storing it.
  *
+ *	  With Valkey, the local leader then leads or waits across servers
+ *	  (remote.c runs the protocol; this file decides what the call does
+ *	  with what it finds).  Entries are read through store.c, whatever the
+ *	  store; how a wait ends (max_wait, lock_timeout, the leader's error)
+ *	  is wait.c's, the same for both kinds of wait.
+ *
+ *	  The file reads top-down: the flight table, ending flights, leading and
+ *	  waiting on this server, serving an entry, running the query, the
+ *	  leader's error, the flight across servers, the leader, and the entry
+ *	  points StampedeServe and StampedeInvalidate.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "access/xlog.h"
-#include "commands/dbcommands.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -61,14 +70,13 @@
 #include "flight.h"
 #include "guc.h"
 #include "invalidation.h"
-#include "lease.h"
 #include "locks.h"
 #include "outage.h"
 #include "query.h"
-#include "secret.h"
+#include "remote.h"
 #include "stats.h"
-#include "store_local.h"
-#include "valkey.h"
+#include "store.h"
+#include "wait.h"
 
 /* advisory lock field4; the SQL advisory lock functions use 1 and 2 */
 #define STAMPEDE_LOCK_CLASS		0x5354
@@ -113,28 +121,8 @@ typedef struct LedFlight
 	uint32		gen;
 	int			nest_level;
 	uint64		outage;			/* the outage epoch when it began (outage.c) */
-	struct RemoteKeys *remote;	/* its Valkey lock, while held */
+	StampedeRemoteFlight *remote;	/* its Valkey lock, while held */
 } LedFlight;
-
-static void remote_release(struct RemoteKeys *rk);
-
-/* One value to store when a flight ends well. */
-typedef struct FlightPut
-{
-	StampedeStoreKey key;
-	char	   *data;
-	Size		len;
-} FlightPut;
-
-/* The error a leader's query raised, as a waiter re-raises it. */
-typedef struct FlightError
-{
-	int			sqlerrcode;
-	char	   *message;
-	char	   *detail;
-	char	   *hint;
-	int			leader_pid;
-} FlightError;
 
 typedef enum ServeResult
 {
@@ -247,7 +235,7 @@ flight_slot(const StampedeStoreKey *key)
  * value did not fit in the store.
  */
 static FlightState
-flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
+flight_end(FlightState outcome, ErrorData *edata, StampedePut *puts, int nputs,
 		   TimestampTz expires_at)
 {
 	LedFlight  *mine = &led[nled - 1];
@@ -263,20 +251,9 @@ flight_end(FlightState outcome, ErrorData *edata, FlightPut *puts, int nputs,
 	flight = hash_search(flights, &mine->key, HASH_FIND, NULL);
 	if (flight != NULL && flight->gen == mine->gen)
 	{
-		/*
-		 * With Valkey configured, rows stored here are a fallback copy, good
-		 * for the outage the flight began in; if Valkey answered since, they
-		 * are already of no use, and not stored.
-		 */
-		uint64		outage = StampedeValkeyConfigured() ? mine->outage : 0;
-
-		if (outage != 0 && outage != StampedeOutageEpoch())
-			nputs = 0;
-
 		for (int i = 0; i < nputs && !flight->invalidated; i++)
 		{
-			if (!StampedeStorePut(&puts[i].key, puts[i].data, puts[i].len, expires_at,
-								  outage))
+			if (!StampedeStorePutLocal(&puts[i], expires_at, mine->outage))
 				outcome = FLIGHT_UNCACHEABLE;
 		}
 		flight->state = outcome;
@@ -346,7 +323,7 @@ flight_abandon_from(int nest_level)
 	{
 		/* Other servers' waiters must not wait for the lock to expire. */
 		if (led[nled - 1].remote != NULL)
-			remote_release(led[nled - 1].remote);
+			StampedeRemoteAbandon(led[nled - 1].remote, NULL);
 		flight_end(FLIGHT_ABANDONED, NULL, NULL, 0, 0);
 	}
 }
@@ -544,7 +521,7 @@ flight_wait(const StampedeStoreKey *key, TimestampTz deadline)
  * that generation; FLIGHT_IDLE when that is no longer known.
  */
 static FlightState
-flight_outcome(const StampedeStoreKey *key, uint32 gen, FlightError *error)
+flight_outcome(const StampedeStoreKey *key, uint32 gen, StampedeLeaderError *error)
 {
 	Flight	   *flight;
 	FlightState state = FLIGHT_IDLE;
@@ -655,209 +632,7 @@ serve_entry(StampedeRequest *req, const StampedeEntry *entry, bool shared, bool 
 	return false;
 }
 
-/* ---- Valkey keys ---- */
-
-/*
- * What all Valkey names of a stampede key begin with: the namespace, the
- * database and the key's hash, in braces (a hash tag), so that every
- * variant of the key, its lock, error marker and the rest fall in one
- * Valkey Cluster slot.  The database is there whatever the namespace: a
- * namespace shared on purpose still keeps databases apart.
- */
-static char *
-valkey_prefix(uint64 hash)
-{
-	static char *derived = NULL;
-	static uint64 dbhash = 0;
-	const char *ns = stampede_namespace;
-
-	if (derived == NULL)
-	{
-		char	   *dbname = get_database_name(MyDatabaseId);
-
-		derived = MemoryContextStrdup(TopMemoryContext,
-									  psprintf(UINT64_FORMAT, GetSystemIdentifier()));
-		dbhash = hash_bytes_extended((const unsigned char *) (dbname ? dbname : ""),
-									 dbname ? strlen(dbname) : 0, 0);
-	}
-	if (ns == NULL || ns[0] == '\0')
-		ns = derived;
-	return psprintf("stampede:{%s:%016" INT64_MODIFIER "x:%016" INT64_MODIFIER "x}:",
-					ns, dbhash, hash);
-}
-
-/* The name of skey's entry among its key's: "variant:scope". */
-static char *
-valkey_member(const StampedeStoreKey *skey)
-{
-	return psprintf("%016" INT64_MODIFIER "x:%" INT64_MODIFIER "x", skey->variant, skey->scope);
-}
-
-/* The Valkey name of skey's entry. */
-static char *
-valkey_key(const StampedeStoreKey *skey)
-{
-	return psprintf("%s%s:v", valkey_prefix(skey->hash), valkey_member(skey));
-}
-
-/*
- * Every Valkey name of the flight of skey (the call's own, scope 0): the
- * entry, lock, error marker and channel of its variant, and the key's
- * generation and list of entries.
- */
-static void
-valkey_keys(const StampedeStoreKey *skey, StampedeValkeyKeys *keys)
-{
-	Assert(skey->scope == 0);
-	StampedeValkeyKeysOf(valkey_prefix(skey->hash), skey->variant, keys);
-}
-
-static bool rejection_logged = false;
-
-/*
- * How far bytes read from Valkey have been vouched for: not at all (refused),
- * sealed by a server holding our secret (its rows still to be checked as
- * they are read), or the very bytes of an entry this backend checked whole
- * before.
- */
-typedef enum ValkeyTrust
-{
-	TRUST_REFUSED,
-	TRUST_SEALED,
-	TRUST_CHECKED
-} ValkeyTrust;
-
-/*
- * Copies of the last entries this backend read from Valkey and found sealed
- * and whole.  Bytes equal to one of them need neither the HMAC nor the
- * checks again: a warm key costs a memcmp per hit, not a hash of every
- * byte.  A few small entries, in TopMemoryContext.
- */
-#define CHECKED_COPIES		4
-#define CHECKED_COPY_MAX	(64 * 1024)
-
-static struct
-{
-	char	   *data;
-	Size		len;
-	uint64		secret;			/* the key it was checked under (secret.c) */
-}			checked_copies[CHECKED_COPIES];
-static int	checked_next = 0;
-
-static bool
-is_checked_copy(const char *data, Size len)
-{
-	uint64		secret = StampedeSecretGeneration();
-
-	for (int i = 0; i < CHECKED_COPIES; i++)
-	{
-		if (checked_copies[i].len == len && checked_copies[i].data != NULL &&
-			checked_copies[i].secret == secret &&
-			memcmp(checked_copies[i].data, data, len) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* Bytes read from Valkey were found sealed and whole: remember them. */
-static void
-remember_checked(const char *data, Size len)
-{
-	int			i = checked_next;
-	char	   *copy;
-
-	if (len > CHECKED_COPY_MAX || is_checked_copy(data, len))
-		return;
-	/* Allocated before the old copy goes: an error leaves no stale pointer. */
-	copy = MemoryContextAlloc(TopMemoryContext, len);
-	memcpy(copy, data, len);
-	if (checked_copies[i].data != NULL)
-		pfree(checked_copies[i].data);
-	checked_copies[i].data = copy;
-	checked_copies[i].len = len;
-	checked_copies[i].secret = StampedeSecretGeneration();
-	checked_next = (i + 1) % CHECKED_COPIES;
-}
-
-/*
- * May bytes read from Valkey be read further, and how far are they vouched
- * for?  Only an entry sealed by a server that holds our secret, unchanged
- * and in date (codec.c): anyone may write to Valkey.  Refused entries are
- * misses, and get replaced; those not sealed by us, or changed, are counted
- * as Valkey errors and logged once per incident.
- */
-static ValkeyTrust
-valkey_entry_trust(const char *data, Size len)
-{
-	if (is_checked_copy(data, len))
-		return StampedeEntryExpired(data, len) ? TRUST_REFUSED : TRUST_CHECKED;
-	switch (StampedeEntrySealCheck(data, len))
-	{
-		case STAMPEDE_SEAL_GOOD:
-			rejection_logged = false;
-			return TRUST_SEALED;
-		case STAMPEDE_SEAL_EXPIRED:
-			return TRUST_REFUSED;
-		case STAMPEDE_SEAL_BAD:
-			break;
-	}
-	StampedeStatsCount(STAT_VALKEY_ERRORS);
-	if (!rejection_logged)
-		ereport(LOG,
-				(errmsg("stampede rejected an entry read from Valkey: it is not sealed by a server holding this server's secret, or it changed"),
-				 errdetail("It is treated as a miss and replaced. Servers share entries only when they hold the same secret: see stampede.valkey_secret.")));
-	rejection_logged = true;
-	return TRUST_REFUSED;
-}
-
-/*
- * May this backend use Valkey for the key of skey now?  Not while its
- * circuit is open, nor while this server owes Valkey an invalidation of
- * the key (its rows there may be the ones invalidated here): that is paid
- * first, if Valkey takes it.
- */
-static bool
-valkey_ready_for(const StampedeStoreKey *skey)
-{
-	if (!StampedeValkeyUsable())
-		return false;
-	if (!StampedeOutageOwes(stampede_valkey_url, skey->dbid, skey->hash))
-		return true;
-	(void) StampedeValkeyPayOwed();
-	return StampedeValkeyUsable() &&
-		!StampedeOutageOwes(stampede_valkey_url, skey->dbid, skey->hash);
-}
-
-/*
- * The bytes stored under skey: from Valkey when it can be used, else (or
- * when it fails now) from the local store.  *trust says how far they are
- * vouched for (see ValkeyTrust).
- */
-static char *
-fetch_entry(const StampedeStoreKey *skey, Size *len, bool *from_valkey, ValkeyTrust *trust)
-{
-	*from_valkey = false;
-	*trust = TRUST_CHECKED;		/* the local store is this server's own memory */
-	if (valkey_ready_for(skey))
-	{
-		const char *vkey = valkey_key(skey);
-		char	   *value;
-
-		if (StampedeValkeyGet(1, &vkey, &value, len))
-		{
-			if (value != NULL && (*trust = valkey_entry_trust(value, *len)) == TRUST_REFUSED)
-			{
-				pfree(value);
-				return NULL;
-			}
-			*from_valkey = true;
-			return value;
-		}
-		StampedeStatsCount(STAT_FALLBACKS);
-	}
-	return StampedeStoreGet(skey, len, StampedeOutageEpoch());
-}
-
+/* The stub says the rows are kept per scope: answer req from its scope's. */
 static ServeResult serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey);
 
 /*
@@ -889,7 +664,7 @@ entry_is_for(const StampedeRequest *req, const StampedeEntry *entry,
  */
 static ServeResult
 serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size len,
-			bool from_valkey, ValkeyTrust trust)
+			bool from_valkey, StampedeTrust trust)
 {
 	StampedeEntry entry;
 	ServeResult result = SERVE_MISS;
@@ -914,10 +689,7 @@ serve_bytes(StampedeRequest *req, const StampedeStoreKey *skey, char *data, Size
 				 serve_entry(req, &entry, shared, trust != TRUST_CHECKED))
 		{
 			result = SERVE_SERVED;
-			if (from_valkey)
-				StampedeStatsCount(STAT_VALKEY_HITS);
-			if (trust == TRUST_SEALED)
-				remember_checked(data, len);
+			StampedeStoreServed(data, len, from_valkey, trust);
 		}
 	}
 	if (data != req->entry_data)
@@ -931,472 +703,21 @@ serve_from_store(StampedeRequest *req, const StampedeStoreKey *skey)
 {
 	Size		len;
 	bool		from_valkey;
-	ValkeyTrust trust;
-	char	   *data = fetch_entry(skey, &len, &from_valkey, &trust);
+	StampedeTrust trust;
+	char	   *data = StampedeStoreRead(skey, &len, &from_valkey, &trust);
 
 	if (data == NULL)
 		return SERVE_MISS;
 	return serve_bytes(req, skey, data, len, from_valkey, trust);
 }
 
+/* ---- running the query ---- */
+
 static TimestampTz
 expiry_time(int64 ttl_ms)
 {
 	/* Cap at about a century, far inside TimestampTz's range. */
 	return GetCurrentTimestamp() + Min(ttl_ms, INT64CONST(3155760000000)) * 1000;
-}
-
-static void notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result);
-struct RemoteKeys;
-static bool invalidations_seen(const StampedeStoreKey *skey, struct RemoteKeys *rk,
-							   Snapshot snapshot);
-
-/*
- * Run the query for the caller alone, in its transaction: nothing is
- * stored.  Says why when the transaction has written (see StampedeServe).
- */
-static void
-run_uncached(StampedeRequest *req)
-{
-	StampedeRunResult result;
-
-	StampedeRunQuery(req->query, req->key, req->keylen, NULL, req->outdesc,
-					 req->tupstore, 0, &result);
-	StampedeStatsCount(STAT_EXECUTIONS);
-	stampede_last_call = STAMPEDE_CALL_RAN;
-	if (result.saw_own_writes)
-		notice_not_stored(req, &result);
-}
-
-/*
- * Errors that say something about the leader rather than the query: its
- * cancel, timeout or termination, its transaction, its rights, its column
- * list.  A waiter takes over instead of raising them.
- */
-static bool
-error_belongs_to_leader(int sqlerrcode)
-{
-	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
-	{
-		case ERRCODE_OPERATOR_INTERVENTION:
-		case ERRCODE_TRANSACTION_ROLLBACK:
-		case ERRCODE_INVALID_TRANSACTION_STATE:
-		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
-			return true;
-	}
-	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
-		sqlerrcode == ERRCODE_DATATYPE_MISMATCH ||
-		sqlerrcode == ERRCODE_QUERY_CANCELED;
-}
-
-static void raise_leaders_error(const StampedeRequest *req, const FlightError *error);
-static bool leaders_error_is_callers(const StampedeRequest *req, bool same_scope);
-static void raise_lock_timeout(const StampedeRequest *req, int leader_pid);
-
-/* ---- single flight across servers, through Valkey ---- */
-
-typedef enum RemoteResult
-{
-	REMOTE_FALLBACK,			/* Valkey failed: go on as the local leader */
-	REMOTE_LEAD,				/* this backend holds the Valkey lock */
-	REMOTE_SERVED,				/* another server's rows are in req->tupstore */
-	REMOTE_RUN_UNCACHED			/* max_wait passed, or the leader could not
-								 * store its rows: run, do not store */
-} RemoteResult;
-
-/* The Valkey names of a key's entry, lock and error marker, and our token. */
-typedef struct RemoteKeys
-{
-	StampedeValkeyKeys keys;
-	char	   *token;			/* set while this backend holds the lock */
-	char	   *generation;		/* the key's generation when it took the lock */
-	int			lease;			/* its slot for renewal, or -1 */
-	StampedeStoreKey skey;		/* the call's store key (scope 0) */
-} RemoteKeys;
-
-static void remote_let_go(RemoteKeys *rk, bool released);
-
-/*
- * Leave a marker beside the key for the waiters of this leader's flight:
- * its lock token (only those that waited for that lock take the marker:
- * later callers run the query again), a NUL, then body.  Short-lived: the
- * waiters read it within a backoff round.
- */
-static void
-remote_put_marker(const RemoteKeys *rk, const char *body, int len)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoString(&buf, rk->token);
-	appendStringInfoChar(&buf, '\0');
-	appendBinaryStringInfo(&buf, body, len);
-	(void) StampedeValkeySet(rk->keys.error, buf.data, buf.len,
-							 Max(2 * stampede_backoff_max_ms, 1000), false, NULL);
-}
-
-/*
- * The leader's error, for waiters on other servers, as a marker: SQLSTATE,
- * pid, message, detail, hint, separated by NULs.
- */
-static void
-remote_put_error(const RemoteKeys *rk, const ErrorData *edata)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "%s", unpack_sql_state(edata->sqlerrcode));
-	appendStringInfoChar(&buf, '\0');
-	appendStringInfo(&buf, "%d", MyProcPid);
-	appendStringInfoChar(&buf, '\0');
-	appendStringInfoString(&buf, edata->message ? edata->message : "");
-	appendStringInfoChar(&buf, '\0');
-	appendStringInfoString(&buf, edata->detail ? edata->detail : "");
-	appendStringInfoChar(&buf, '\0');
-	appendStringInfoString(&buf, edata->hint ? edata->hint : "");
-	remote_put_marker(rk, buf.data, buf.len);
-}
-
-/*
- * The marker a leader that could not store its rows (too large, or read
- * after its own writes) leaves for the waiters of its flight: they run the
- * query at once, each for itself, as its local waiters do, instead of
- * taking the lock in turn, server after server.  Its token, then this.
- */
-#define REMOTE_UNCACHEABLE "uncacheable"
-
-static void
-remote_put_uncacheable(const RemoteKeys *rk)
-{
-	remote_put_marker(rk, REMOTE_UNCACHEABLE, strlen(REMOTE_UNCACHEABLE));
-}
-
-static bool
-remote_is_uncacheable(const char *data, Size len)
-{
-	const char *nul = memchr(data, '\0', len);
-
-	return nul != NULL && (Size) (data + len - (nul + 1)) == strlen(REMOTE_UNCACHEABLE) &&
-		memcmp(nul + 1, REMOTE_UNCACHEABLE, strlen(REMOTE_UNCACHEABLE)) == 0;
-}
-
-static bool
-remote_parse_error(char *data, Size len, FlightError *error)
-{
-	char	   *parts[6];
-	char	   *p = data;
-	char	   *end = data + len;
-
-	/* parts[0], the leader's token, was matched by the script. */
-	for (int i = 0; i < 6; i++)
-	{
-		char	   *nul = i < 5 ? memchr(p, '\0', end - p) : end;
-
-		if (nul == NULL)
-			return false;
-		parts[i] = pnstrdup(p, nul - p);
-		p = nul + 1;
-	}
-	if (strlen(parts[1]) != 5)
-		return false;
-	error->sqlerrcode = MAKE_SQLSTATE(parts[1][0], parts[1][1], parts[1][2],
-									  parts[1][3], parts[1][4]);
-	error->leader_pid = atoi(parts[2]);
-	error->message = parts[3];
-	error->detail = parts[4][0] ? parts[4] : NULL;
-	error->hint = parts[5][0] ? parts[5] : NULL;
-	return true;
-}
-
-/*
- * Has snapshot seen every invalidation of the key of skey: this server's,
- * and, when this backend holds the key's Valkey lock, every server's (the
- * last transactions Valkey lists)?  When Valkey fails to say, the rows
- * cannot go there either: the lock is let go (owed to Valkey), and what
- * this server knows decides, for a fallback copy.
- */
-static bool
-invalidations_seen(const StampedeStoreKey *skey, RemoteKeys *rk, Snapshot snapshot)
-{
-	uint64	   *xids;
-	int			n;
-
-	if (snapshot == NULL || !StampedeInvalSeenBy(skey->dbid, skey->hash, snapshot))
-		return false;
-	if (rk == NULL || rk->token == NULL)
-		return true;
-	if (!StampedeValkeyListNumbers(rk->keys.invalidations, &xids, &n))
-	{
-		remote_let_go(rk, false);
-		return true;
-	}
-	for (int i = 0; i < n; i++)
-	{
-		if (!StampedeXidSeenBy(FullTransactionIdFromU64(xids[i]), snapshot))
-			return false;
-	}
-	return true;
-}
-
-/* This backend holds the key's Valkey lock now: remember it, and have it renewed. */
-static RemoteResult
-remote_took_lock(RemoteKeys *rk, const char *token, char *generation)
-{
-	rk->token = pstrdup(token);
-	rk->generation = generation;
-	rk->lease = StampedeLeaseAdd(rk->keys.lock, token, stampede_lock_timeout_ms);
-	return REMOTE_LEAD;
-}
-
-/*
- * Take the key's Valkey lock, or wait for the server that holds it: back off
- * exponentially with jitter (stampede.backoff_base, backoff_max), in a
- * latch wait that a cancel ends at once, and look for its rows or its error
- * each round.
- */
-static RemoteResult
-remote_lead_or_wait(StampedeRequest *req, const StampedeStoreKey *skey, RemoteKeys *rk)
-{
-	char		token[33];
-	uint8		random_bytes[16];
-	TimestampTz deadline = 0;
-	int			delay = stampede_backoff_base_ms;
-	bool		waited = false;
-	char	   *holder = "";	/* the token of the lock we last saw held */
-	TimestampTz lock_deadline = 0;
-
-	if (!pg_strong_random(random_bytes, sizeof(random_bytes)))
-		elog(ERROR, "could not generate a random lock token");
-	for (int i = 0; i < 16; i++)
-		snprintf(token + 2 * i, 3, "%02x", random_bytes[i]);
-	if (stampede_max_wait_ms > 0)
-		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stampede_max_wait_ms);
-	if (LockTimeout > 0)
-		lock_deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), LockTimeout);
-
-	for (;;)
-	{
-		char		kind;
-		char	   *value;
-		Size		len;
-		long		sleep_ms;
-		TimestampTz wait_start;
-		FlightError error;
-
-		/*
-		 * An invalidation of the key this server could not send meanwhile:
-		 * Valkey's rows may be the ones it removed here.  Sent first, or
-		 * this call goes on without Valkey.
-		 */
-		if (!valkey_ready_for(skey))
-			return REMOTE_FALLBACK;
-
-		/* The rows, the error, or the lock: looked at and taken atomically. */
-		if (!StampedeValkeyTryLead(&rk->keys, token, stampede_lock_timeout_ms, holder,
-								   &kind, &value, &len))
-			return REMOTE_FALLBACK;
-		if (kind == 'l')
-			return remote_took_lock(rk, token, value);
-		if (kind == 'e' && remote_is_uncacheable(value, len))
-			return REMOTE_RUN_UNCACHED;
-		if (kind == 'e' && remote_parse_error(value, len, &error))
-		{
-			if (!leaders_error_is_callers(req, false))
-				return REMOTE_RUN_UNCACHED;
-			raise_leaders_error(req, &error);
-		}
-		if (kind == 'w')
-			holder = value;
-		if (kind == 'v')
-		{
-			bool		acquired = false;
-
-			ValkeyTrust trust = valkey_entry_trust(value, len);
-
-			if (trust != TRUST_REFUSED &&
-				serve_bytes(req, skey, value, len, true, trust) == SERVE_SERVED)
-				return REMOTE_SERVED;
-
-			/* Rows we cannot use (damaged, another cluster's): replace them. */
-			if (!StampedeValkeySet(rk->keys.lock, token, strlen(token), stampede_lock_timeout_ms,
-								   true, &acquired))
-				return REMOTE_FALLBACK;
-			if (acquired)
-			{
-				const char *gkey = rk->keys.generation;
-				char	   *generation;
-				Size		glen;
-
-				/* Unknown if this fails: then the rows are not stored. */
-				if (!StampedeValkeyGet(1, &gkey, &generation, &glen))
-					generation = pstrdup("?");
-				else if (generation == NULL)
-					generation = pstrdup("0");
-				else
-					generation = pnstrdup(generation, glen);
-				return remote_took_lock(rk, token, generation);
-			}
-		}
-
-		/* As a lock wait would: the session's lock_timeout ends it. */
-		if (lock_deadline != 0 && GetCurrentTimestamp() >= lock_deadline &&
-			(deadline == 0 || lock_deadline < deadline))
-			raise_lock_timeout(req, 0);
-		if (deadline != 0 && GetCurrentTimestamp() >= deadline)
-		{
-			StampedeStatsCount(STAT_TIMEOUTS);
-			if (stampede_wait_timeout_action == STAMPEDE_ON_TIMEOUT_ERROR)
-				ereport(ERROR,
-						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-						 errmsg("timed out waiting for another server to compute stampede key \"%s\"",
-								key_for_message(req)),
-						 errdetail("stampede.max_wait (%d ms) passed.", stampede_max_wait_ms),
-						 errhint("Raise stampede.max_wait, or set stampede.wait_timeout_action to 'execute'.")));
-			return REMOTE_RUN_UNCACHED;
-		}
-
-		/*
-		 * Another server leads.  First subscribe to its wake-up, then look
-		 * again at once: a wake-up sent before the subscription is lost.
-		 */
-		if (!waited)
-		{
-			StampedeStatsCount(STAT_LOCK_WAITS);
-			waited = true;
-			if (StampedeValkeySubscribe(rk->keys.channel))
-				continue;
-		}
-		sleep_ms = delay + (long) (StampedeRandomFraction() * stampede_backoff_base_ms);
-		if (deadline != 0)
-			sleep_ms = Min(sleep_ms, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline), 1));
-		if (lock_deadline != 0)
-			sleep_ms = Min(sleep_ms, Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), lock_deadline), 1));
-		/* The backoff stays, as the safety net for a lost wake-up. */
-		wait_start = GetCurrentTimestamp();
-		if (StampedeValkeySubscribed())
-			(void) StampedeValkeyWaitMessage(sleep_ms);
-		else
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 sleep_ms, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-		StampedeStatsAdd(STAT_WAIT_TIME_US, GetCurrentTimestamp() - wait_start);
-		delay = Min(delay * 2, stampede_backoff_max_ms);
-	}
-}
-
-/*
- * Owe the configured Valkey what Valkey could not be told about the key of
- * skey (the variant's, for a lock), under its Valkey names' prefix: the
- * release of the lock held with token arg (lapsing when the lock would
- * have expired), or an invalidation by transaction arg (see outage.c).
- * False when it cannot be kept.
- */
-static bool
-owe_valkey(char kind, const StampedeStoreKey *skey, const char *prefix, const char *arg,
-		   TimestampTz lapses_at)
-{
-	StampedeOwed owed;
-
-	memset(&owed, 0, sizeof(owed));
-	if (strlen(prefix) >= sizeof(owed.prefix))
-		return false;
-	owed.kind = kind;
-	owed.dbid = skey->dbid;
-	owed.hash = skey->hash;
-	if (kind == STAMPEDE_OWE_UNLOCK)
-		owed.variant = skey->variant;
-	strlcpy(owed.prefix, prefix, sizeof(owed.prefix));
-	strlcpy(owed.arg, arg, sizeof(owed.arg));
-	owed.lapses_at = lapses_at;
-	return StampedeOutageOwe(stampede_valkey_url, &owed);
-}
-
-/*
- * The leader is done with its Valkey lock: stop renewing it, and when Valkey
- * could not be told (released false), owe Valkey the release, so that the
- * lock goes as soon as Valkey answers rather than when it expires.
- */
-static void
-remote_let_go(RemoteKeys *rk, bool released)
-{
-	StampedeLeaseRemove(rk->lease);
-	rk->lease = -1;
-	if (!released)
-		(void) owe_valkey(STAMPEDE_OWE_UNLOCK, &rk->skey, rk->keys.prefix, rk->token,
-						  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													  stampede_lock_timeout_ms));
-	rk->token = NULL;
-}
-
-/*
- * Store the leader's rows in Valkey, sealed (see codec.c), and let go of the
- * lock, in one script.  False when they could not be stored there (Valkey
- * failed, or there is no secret to seal them with): the rows then go to the
- * local store.  Either way the lock is no longer this backend's.
- */
-static bool
-remote_store(const StampedeRequest *req, RemoteKeys *rk, FlightPut *puts, int nputs)
-{
-	int64		ttl_ms = Min(req->ttl_ms, INT64CONST(3155760000000));
-	TimestampTz expires_at = expiry_time(req->ttl_ms);
-	bool		sealed = true;
-	bool		ok = true;
-	char	   *members = "";
-
-	for (int i = 0; i < nputs; i++)
-		sealed &= StampedeEntrySeal(puts[i].data, puts[i].len, expires_at);
-	if (!sealed)
-		nputs = 0;
-
-	/*
-	 * With a scope's stub, the stub goes first and the scope's rows last;
-	 * the key's list of entries names both, for stampede_invalidate.
-	 */
-	for (int i = 0; i < nputs - 1 && ok; i++)
-	{
-		ok = StampedeValkeySet(valkey_key(&puts[i].key), puts[i].data, puts[i].len,
-							   ttl_ms, false, NULL);
-		members = psprintf("%s%s ", members, valkey_member(&puts[i].key));
-	}
-	if (ok && nputs > 0)
-		ok = StampedeValkeyStoreAndUnlock(&rk->keys, valkey_key(&puts[nputs - 1].key),
-										  psprintf("%s%s", members,
-												   valkey_member(&puts[nputs - 1].key)),
-										  puts[nputs - 1].data, puts[nputs - 1].len,
-										  ttl_ms, rk->token, rk->generation);
-	else if (ok)
-		ok = StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, "", NULL, 0,
-										  1, rk->token, rk->generation);
-	remote_let_go(rk, ok);
-	return ok && sealed;
-}
-
-/* Let go of the Valkey lock after an error; tell the waiters if it is the query's own. */
-static void
-remote_abandon(RemoteKeys *rk, const ErrorData *edata, bool leaders)
-{
-	bool		released;
-
-	if (rk->token == NULL)
-		return;
-	/* Bounded by stampede.valkey_timeout; a cancel is already being handled. */
-	HOLD_INTERRUPTS();
-	if (!leaders)
-		remote_put_error(rk, edata);
-	released = StampedeValkeyStoreAndUnlock(&rk->keys, rk->keys.value, "", NULL, 0,
-											1, rk->token, rk->generation);
-	RESUME_INTERRUPTS();
-	remote_let_go(rk, released);
-}
-
-/* Let go of the Valkey lock, as a leader that is going away. */
-static void
-remote_release(struct RemoteKeys *rk)
-{
-	remote_abandon(rk, NULL, true);
 }
 
 /* Why the leader's rows were returned but not stored. */
@@ -1433,6 +754,138 @@ notice_not_stored(const StampedeRequest *req, const StampedeRunResult *result)
 }
 
 /*
+ * Run the query for the caller alone, in its transaction: nothing is
+ * stored.  Says why when the transaction has written (see StampedeServe).
+ */
+static void
+run_uncached(StampedeRequest *req)
+{
+	StampedeRunResult result;
+
+	StampedeRunQuery(req->query, req->key, req->keylen, NULL, req->outdesc,
+					 req->tupstore, 0, &result);
+	StampedeStatsCount(STAT_EXECUTIONS);
+	stampede_last_call = STAMPEDE_CALL_RAN;
+	if (result.saw_own_writes)
+		notice_not_stored(req, &result);
+}
+
+/*
+ * Has snapshot seen every invalidation of the key of skey: this server's,
+ * and, when this backend holds the key's Valkey lock, every server's (see
+ * StampedeRemoteInvalidationsSeen)?
+ */
+static bool
+invalidations_seen(const StampedeStoreKey *skey, StampedeRemoteFlight *rf, Snapshot snapshot)
+{
+	if (snapshot == NULL || !StampedeInvalSeenBy(skey->dbid, skey->hash, snapshot))
+		return false;
+	return StampedeRemoteInvalidationsSeen(rf, snapshot);
+}
+
+/* ---- the leader's error, in a waiter ---- */
+
+/*
+ * Errors that say something about the leader rather than the query: its
+ * cancel, timeout or termination, its transaction, its rights, its column
+ * list.  A waiter takes over instead of raising them.
+ */
+static bool
+error_belongs_to_leader(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_INVALID_TRANSACTION_STATE:
+		case ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE:
+			return true;
+	}
+	return sqlerrcode == ERRCODE_INSUFFICIENT_PRIVILEGE ||
+		sqlerrcode == ERRCODE_DATATYPE_MISMATCH ||
+		sqlerrcode == ERRCODE_QUERY_CANCELED;
+}
+
+/*
+ * May a waiter raise the error its leader's query raised?  Its text may
+ * show values the leader read: only when the query's rows would be the
+ * same for the waiter (shared, not per role or settings: row-level
+ * security, a function of a user; or the flight was its scope's own,
+ * same_scope) and the waiter may read what it reads.
+ * Raises the error running the query would give it instead (parse analysis
+ * here raises missing objects and schema rights, the check of the read set
+ * 42501); false when the waiter must run the query itself.
+ */
+static bool
+leaders_error_is_callers(const StampedeRequest *req, bool same_scope)
+{
+	StampedeReadSet reads;
+
+	StampedeCheckSchemaUsage(req->schemas);
+	StampedeQueryReads(req->query, &reads);
+	if (!same_scope && (reads.scope != STAMPEDE_SCOPE_SHARED || reads.unshareable != NULL))
+		return false;
+	(void) StampedeCheckReadRights(&reads, false);
+	return true;
+}
+
+/* ---- single flight across servers, through Valkey ---- */
+
+typedef enum RemoteResult
+{
+	REMOTE_FALLBACK,			/* Valkey failed: go on as the local leader */
+	REMOTE_LEAD,				/* this backend holds the Valkey lock */
+	REMOTE_SERVED,				/* another server's rows are in req->tupstore */
+	REMOTE_RUN_UNCACHED			/* max_wait passed, or the leader could not
+								 * store its rows: run, do not store */
+} RemoteResult;
+
+/*
+ * Take the key's Valkey lock, or wait for the server that holds it, looking
+ * each round for its rows or its error (remote.c says what a round found).
+ */
+static RemoteResult
+lead_or_wait_remote(StampedeRequest *req, const StampedeStoreKey *skey, StampedeRemoteFlight *rf)
+{
+	StampedeRemoteBegin(rf, skey);
+	for (;;)
+	{
+		StampedeRemoteFound found;
+		StampedeRemoteStep step = StampedeRemoteTry(rf, &found);
+
+		if (step == REMOTE_ROWS)
+		{
+			if (found.trust != TRUST_REFUSED &&
+				serve_bytes(req, skey, found.data, found.len, true, found.trust) == SERVE_SERVED)
+				return REMOTE_SERVED;
+			/* Rows we cannot use (damaged, another cluster's): replace them. */
+			step = StampedeRemoteTakeOver(rf);
+		}
+		switch (step)
+		{
+			case REMOTE_FAILED:
+				return REMOTE_FALLBACK;
+			case REMOTE_LED:
+				return REMOTE_LEAD;
+			case REMOTE_UNCACHEABLE:
+				return REMOTE_RUN_UNCACHED;
+			case REMOTE_ERROR:
+				if (!leaders_error_is_callers(req, false))
+					return REMOTE_RUN_UNCACHED;
+				StampedeRaiseLeadersError(key_for_message(req), &found.error);
+				break;
+			case REMOTE_ROWS:
+			case REMOTE_HELD:
+				break;
+		}
+		if (!StampedeRemoteWait(rf, key_for_message(req)))
+			return REMOTE_RUN_UNCACHED;
+	}
+}
+
+/* ---- the leader ---- */
+
+/*
  * The leader's part: double-check, run, store, end the flight.  skey is the
  * call's own store key (scope 0), fkey the flight's (a scope's, when a stub
  * said the rows are kept per scope).
@@ -1443,14 +896,14 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 	MemoryContext callercxt = CurrentMemoryContext;
 
 	/* In memory, not in a local that longjmp may restore stale: see PG_CATCH. */
-	RemoteKeys *rk = palloc0(sizeof(RemoteKeys));
+	StampedeRemoteFlight *rf = palloc0(sizeof(StampedeRemoteFlight));
 
-	rk->lease = -1;
+	rf->lease = -1;
 
 	PG_TRY();
 	{
 		StampedeRunResult result;
-		FlightPut	puts[2];
+		StampedePut	puts[2];
 		int			nputs = 0;
 		char	   *stub;
 		Size		stub_len;
@@ -1465,14 +918,12 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 		}
 
 		/* Across servers: one leader between all that share the Valkey. */
-		if (valkey_ready_for(skey))
+		if (StampedeRemoteReadyFor(skey))
 		{
-			valkey_keys(skey, &rk->keys);
-			rk->skey = *skey;
-			remote = remote_lead_or_wait(req, skey, rk);
-			StampedeValkeyUnsubscribe();
+			remote = lead_or_wait_remote(req, skey, rf);
+			StampedeRemoteEndWait();
 			if (remote == REMOTE_LEAD)
-				led[nled - 1].remote = rk;
+				led[nled - 1].remote = rf;
 			if (remote == REMOTE_FALLBACK)
 				StampedeStatsCount(STAT_FALLBACKS);
 		}
@@ -1504,7 +955,7 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 		 */
 		if (result.saw_own_writes)
 			result.entry = NULL;
-		if (result.entry != NULL && !invalidations_seen(skey, rk, GetActiveSnapshot()))
+		if (result.entry != NULL && !invalidations_seen(skey, rf, GetActiveSnapshot()))
 		{
 			result.entry = NULL;
 			result.superseded = true;
@@ -1520,19 +971,20 @@ lead(StampedeRequest *req, const StampedeStoreKey *skey, const StampedeStoreKey 
 								STAMPEDE_ENTRY_STUB_ROLE : STAMPEDE_ENTRY_STUB_SETTINGS,
 								&req->identity.id, result.fill_lsn, result.resultdesc, NULL);
 			StampedeEncoderFinish(&encoder, &stub, &stub_len);
-			puts[nputs++] = (FlightPut) {*skey, stub, stub_len};
-			puts[nputs] = (FlightPut) {*skey, result.entry, result.entry_len};
+			puts[nputs++] = (StampedePut) {*skey, stub, stub_len};
+			puts[nputs] = (StampedePut) {*skey, result.entry, result.entry_len};
 			puts[nputs++].key.scope = result.scope_key;
 		}
 		else if (result.entry != NULL)
-			puts[nputs++] = (FlightPut) {*skey, result.entry, result.entry_len};
+			puts[nputs++] = (StampedePut) {*skey, result.entry, result.entry_len};
 
 		/* Before letting go: the other servers' waiters run it themselves. */
-		if (rk->token != NULL && nputs == 0)
-			remote_put_uncacheable(rk);
+		if (nputs == 0)
+			StampedeRemoteMarkUncacheable(rf);
 
 		/* In Valkey if it can take them; else, or when it fails, locally. */
-		if (rk->token != NULL && remote_store(req, rk, puts, nputs))
+		if (rf->token != NULL &&
+			StampedeRemoteStore(rf, puts, nputs, req->ttl_ms, expiry_time(req->ttl_ms)))
 		{
 			stored = nputs > 0;
 			flight_end(stored ? FLIGHT_DONE : FLIGHT_UNCACHEABLE, NULL, NULL, 0, 0);
@@ -1567,11 +1019,11 @@ done:
 		leaders = error_belongs_to_leader(edata->sqlerrcode);
 		if (!leaders)
 			StampedeStatsCount(STAT_ERRORS);
-		StampedeStoreReleaseLockIfHeld();
+		StampedeStoreReleaseLocks();
 		if (flight_shared != NULL && LWLockHeldByMe(flight_shared->lock))
 			LWLockRelease(flight_shared->lock);
-		StampedeValkeyUnsubscribe();
-		remote_abandon(rk, edata, leaders);
+		StampedeRemoteEndWait();
+		StampedeRemoteAbandon(rf, leaders ? NULL : edata);
 		if (nled > 0 && memcmp(&led[nled - 1].key, fkey, sizeof(*fkey)) == 0)
 			flight_end(leaders ? FLIGHT_ABANDONED : FLIGHT_FAILED, edata, NULL, 0, 0);
 		FreeErrorData(edata);
@@ -1580,56 +1032,7 @@ done:
 	PG_END_TRY();
 }
 
-/*
- * May a waiter raise the error its leader's query raised?  Its text may
- * show values the leader read: only when the query's rows would be the
- * same for the waiter (shared, not per role or settings: row-level
- * security, a function of a user; or the flight was its scope's own,
- * same_scope) and the waiter may read what it reads.
- * Raises the error running the query would give it instead (parse analysis
- * here raises missing objects and schema rights, the check of the read set
- * 42501); false when the waiter must run the query itself.
- */
-static bool
-leaders_error_is_callers(const StampedeRequest *req, bool same_scope)
-{
-	StampedeReadSet reads;
-
-	StampedeCheckSchemaUsage(req->schemas);
-	StampedeQueryReads(req->query, &reads);
-	if (!same_scope && (reads.scope != STAMPEDE_SCOPE_SHARED || reads.unshareable != NULL))
-		return false;
-	(void) StampedeCheckReadRights(&reads, false);
-	return true;
-}
-
-/* Raise, in a waiter, the error the leader's query raised (see above). */
-static void
-raise_leaders_error(const StampedeRequest *req, const FlightError *error)
-{
-	StampedeStatsCount(STAT_ERRORS);
-	ereport(ERROR,
-			(errcode(error->sqlerrcode),
-			 errmsg_internal("%s", error->message),
-			 error->detail ? errdetail_internal("%s", error->detail) : 0,
-			 error->hint ? errhint("%s", error->hint) : 0,
-			 errcontext("stampede key \"%s\": raised by the query run for it by process %d",
-						key_for_message(req), error->leader_pid)));
-}
-
-/* A wait ended by the session's lock_timeout: which key, and who leads it. */
-static void
-raise_lock_timeout(const StampedeRequest *req, int leader_pid)
-{
-	ereport(ERROR,
-			(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-			 errmsg("canceling wait for stampede key \"%s\" due to lock timeout",
-					key_for_message(req)),
-			 leader_pid > 0 ?
-			 errdetail("Process %d is computing it; lock_timeout is %d ms.", leader_pid, LockTimeout) :
-			 errdetail("Another server is computing it; lock_timeout is %d ms.", LockTimeout),
-			 errhint("Raise lock_timeout, or bound the wait with stampede.max_wait instead.")));
-}
+/* ---- answering a call, invalidating a key ---- */
 
 /* flight_wait, with an error that names the key when lock_timeout ends it. */
 static bool
@@ -1653,7 +1056,7 @@ flight_wait_saying_why(const StampedeRequest *req, const StampedeStoreKey *fkey,
 		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
 			PG_RE_THROW();
 		FlushErrorState();
-		raise_lock_timeout(req, flight_leader_pid(fkey));
+		StampedeRaiseLockTimeout(key_for_message(req), flight_leader_pid(fkey));
 	}
 	PG_END_TRY();
 	return granted;
@@ -1675,7 +1078,7 @@ StampedeServe(StampedeRequest *req)
 	StampedeForgetDeadFrames();
 	/* A call nested in a leader's query is part of that call. */
 	if (nled == 0)
-		StampedeValkeyNewCall();
+		StampedeRemoteNewCall();
 	StampedeCallIdentity(req->kind, req->key, req->keylen, req->query, &req->identity);
 	memset(&skey, 0, sizeof(skey));
 	skey.dbid = MyDatabaseId;
@@ -1698,7 +1101,7 @@ StampedeServe(StampedeRequest *req)
 	}
 
 	/* Valkey configured, but its circuit is open: this call is a fallback. */
-	if (StampedeValkeyConfigured() && !StampedeValkeyUsable())
+	if (StampedeRemoteConfigured() && !StampedeRemoteUsable())
 		StampedeStatsCount(STAT_FALLBACKS);
 	served = serve_from_store(req, &skey);
 	if (served == SERVE_SERVED)
@@ -1709,15 +1112,13 @@ StampedeServe(StampedeRequest *req)
 	}
 	StampedeStatsCount(STAT_MISSES);
 
-	if (stampede_max_wait_ms > 0)
-		deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), stampede_max_wait_ms);
-
+	deadline = StampedeMaxWaitDeadline();
 	for (;;)
 	{
 		uint32		gen;
 		TimestampTz wait_start;
 		bool		granted;
-		FlightError error;
+		StampedeLeaderError error;
 
 		CHECK_FOR_INTERRUPTS();
 		fkey = skey;
@@ -1739,14 +1140,7 @@ StampedeServe(StampedeRequest *req)
 		StampedeStatsAdd(STAT_WAIT_TIME_US, GetCurrentTimestamp() - wait_start);
 		if (!granted)
 		{
-			StampedeStatsCount(STAT_TIMEOUTS);
-			if (stampede_wait_timeout_action == STAMPEDE_ON_TIMEOUT_ERROR)
-				ereport(ERROR,
-						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-						 errmsg("timed out waiting for another session to compute stampede key \"%s\"",
-								key_for_message(req)),
-						 errdetail("stampede.max_wait (%d ms) passed.", stampede_max_wait_ms),
-						 errhint("Raise stampede.max_wait, or set stampede.wait_timeout_action to 'execute'.")));
+			StampedeMaxWaitPassed(key_for_message(req), false);
 			run_uncached(req);
 			return;
 		}
@@ -1767,7 +1161,7 @@ StampedeServe(StampedeRequest *req)
 					run_uncached(req);
 					return;
 				}
-				raise_leaders_error(req, &error);
+				StampedeRaiseLeadersError(key_for_message(req), &error);
 				break;
 			case FLIGHT_UNCACHEABLE:
 				run_uncached(req);
@@ -1791,7 +1185,7 @@ static bool
 invalidate_key(const StampedeStoreKey *skey, FullTransactionId xid, bool *reached, bool *kept)
 {
 	bool		removed = false;
-	char		xidbuf[32] = "";
+	bool		deleted;
 
 	*reached = true;
 	*kept = true;
@@ -1808,28 +1202,14 @@ invalidate_key(const StampedeStoreKey *skey, FullTransactionId xid, bool *reache
 				flight->state == FLIGHT_RUNNING)
 				flight->invalidated = true;
 		}
-		removed |= StampedeStoreDeleteKey(skey->dbid, skey->hash) > 0;
+		removed = StampedeStoreRemoveLocal(skey->dbid, skey->hash);
 		LWLockRelease(flight_shared->lock);
 	}
-	if (!StampedeValkeyConfigured())
+	if (!StampedeRemoteConfigured())
 		return removed;
-
 	/* Not under the LWLock: network I/O must stay interruptible. */
-	if (FullTransactionIdIsValid(xid))
-		snprintf(xidbuf, sizeof(xidbuf), UINT64_FORMAT, U64FromFullTransactionId(xid));
-	if (valkey_ready_for(skey))
-	{
-		StampedeValkeyKeys keys;
-		bool		deleted = false;
-
-		valkey_keys(skey, &keys);
-		if (StampedeValkeyInvalidate(&keys, xidbuf, &deleted))
-			return removed || deleted;
-	}
-	/* Sent as soon as Valkey answers, and before this server reads the key from it. */
-	*reached = false;
-	*kept = owe_valkey(STAMPEDE_OWE_INVALIDATION, skey, valkey_prefix(skey->hash), xidbuf, 0);
-	return removed;
+	*reached = StampedeRemoteInvalidate(skey, xid, &deleted, kept);
+	return removed || deleted;
 }
 
 /* Keys this transaction invalidated: invalidated again when it commits. */
@@ -1913,7 +1293,7 @@ StampedeInvalidate(const char *key, int keylen)
 		inval_callback_registered = true;
 	}
 	if (nled == 0)
-		StampedeValkeyNewCall();
+		StampedeRemoteNewCall();
 	for (int kind = 1; kind <= STAMPEDE_NUM_KINDS; kind++)
 	{
 		StampedeStoreKey skey;

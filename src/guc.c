@@ -20,6 +20,7 @@
 
 #include "compat.h"
 #include "guc.h"
+#include "valkey_url.h"
 
 int			stampede_last_call = STAMPEDE_CALL_NONE;
 int			stampede_lock_timeout_ms = 10000;
@@ -69,6 +70,27 @@ check_valkey_secret(char **newval, void **extra, GucSource source)
 		return false;
 	}
 	return true;
+}
+
+/*
+ * A URL stampede cannot use is refused when it is set, with why.  The
+ * message replaces PostgreSQL's own, which would quote the value, and the
+ * URL may hold a password.
+ */
+static bool
+check_valkey_url(char **newval, void **extra, GucSource source)
+{
+	StampedeValkeyTarget target;
+	char	   *error = NULL;
+
+	if (*newval == NULL || (*newval)[0] == '\0' ||
+		StampedeValkeyUrlParse(*newval, &target, &error))
+		return true;
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid value for parameter \"stampede.valkey_url\"");
+	GUC_check_errdetail("%s.", error);
+	GUC_check_errhint("Use redis://[[user]:password@]host[:port][/db] with an IP address, or unix://[[user]:password@]/path[?db=N].");
+	return false;
 }
 
 static const char *
@@ -152,7 +174,7 @@ StampedeGucInit(void)
 							   &stampede_valkey_url,
 							   "",
 							   PGC_SUSET, GUC_SUPERUSER_ONLY,
-							   NULL, NULL, NULL);
+							   check_valkey_url, NULL, NULL);
 
 	/* Superuser-only, and never shown: it decides whose entries a server accepts. */
 	DefineCustomStringVariable("stampede.valkey_secret",

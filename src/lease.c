@@ -17,12 +17,19 @@
  *
  *	  The worker also settles what a Valkey outage left (outage.c): it
  *	  probes a Valkey that failed until it answers, then sends the
- *	  invalidations and lock releases this server owes it.  Backends pay
- *	  the same way before they read a key with an invalidation owed
- *	  (StampedeValkeyPayOwed).
+ *	  invalidations and lock releases this server owes it (remote.c).
+ *	  Backends pay the same way before they read a key with an
+ *	  invalidation owed.
+ *
+ *	  The worker sleeps until the next lease is due or the next probe, and
+ *	  for good while there is neither: a backend that adds a lease, and one
+ *	  that sees Valkey fail, sets its latch.  An idle server costs nothing.
+ *
+ *	  Each lease names the Valkey its lock is in; the worker talks to each
+ *	  by that URL (valkey.c takes it per call).
  *
  *	  Locking: each backend's slot has a spinlock, held only to copy a few
- *	  strings in or out.
+ *	  strings in or out; the worker's latch is published under another.
  *
  *-------------------------------------------------------------------------
  */
@@ -47,14 +54,14 @@
 #include "guc.h"
 #include "lease.h"
 #include "outage.h"
+#include "remote.h"
 #include "valkey.h"
 
 #define LEASES_PER_BACKEND	4
 #define LEASE_KEY_LEN		256
 #define LEASE_URL_LEN		STAMPEDE_URL_LEN
-#define OWED_BATCH			64
-#define PROBE_INTERVAL_MS	"250"	/* how often the worker retries a failed Valkey */
-#define LEASE_TICK_MS		50
+/* The worker's own circuit: its probes are timed below, not by it. */
+#define WORKER_RETRY_INTERVAL_MS	"1"
 
 typedef struct Lease
 {
@@ -73,13 +80,23 @@ typedef struct BackendLeases
 	Lease		leases[LEASES_PER_BACKEND];
 } BackendLeases;
 
+/* The worker's latch, for backends to wake it (NULL while it is not running). */
+typedef struct LeaseWorker
+{
+	slock_t		mutex;
+	Latch	   *latch;
+} LeaseWorker;
+
+static LeaseWorker *worker = NULL;
 static BackendLeases *backend_leases = NULL;
 static int	nbackends = 0;
 
 Size
 StampedeLeaseShmemSize(void)
 {
-	return mul_size(StampedeMaxBackends(), sizeof(BackendLeases));
+	/* Two structs: each is aligned to a cache line. */
+	return add_size(CACHELINEALIGN(sizeof(LeaseWorker)),
+					CACHELINEALIGN(mul_size(StampedeMaxBackends(), sizeof(BackendLeases))));
 }
 
 void
@@ -88,7 +105,14 @@ StampedeLeaseShmemInit(void)
 	bool		found;
 
 	nbackends = StampedeMaxBackends();
-	backend_leases = ShmemInitStruct("stampede leases", StampedeLeaseShmemSize(), &found);
+	worker = ShmemInitStruct("stampede lease worker", sizeof(LeaseWorker), &found);
+	if (!found)
+	{
+		SpinLockInit(&worker->mutex);
+		worker->latch = NULL;
+	}
+	backend_leases = ShmemInitStruct("stampede leases",
+									 mul_size(nbackends, sizeof(BackendLeases)), &found);
 	if (!found)
 	{
 		for (int i = 0; i < nbackends; i++)
@@ -98,6 +122,24 @@ StampedeLeaseShmemInit(void)
 			backend_leases[i].url[0] = '\0';
 		}
 	}
+}
+
+/*
+ * Wake the worker: a lease to renew or a Valkey to probe may be due sooner
+ * than it planned to wake.
+ */
+void
+StampedeLeaseWakeWorker(void)
+{
+	Latch	   *latch;
+
+	if (worker == NULL)
+		return;
+	SpinLockAcquire(&worker->mutex);
+	latch = worker->latch;
+	SpinLockRelease(&worker->mutex);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 static BackendLeases *
@@ -112,17 +154,17 @@ my_leases(void)
 }
 
 /*
- * Publish a lock this backend now holds, for renewal.  Returns its slot,
- * or -1 when none is free (the lock is then not renewed).
+ * Publish a lock this backend now holds in the Valkey at url, for renewal.
+ * Returns its slot, or -1 when none is free (the lock is then not renewed).
+ * A backend's leases are all in one Valkey: its setting, for its call.
  */
 int
-StampedeLeaseAdd(const char *key, const char *token, int64 px_ms)
+StampedeLeaseAdd(const char *url, const char *key, const char *token, int64 px_ms)
 {
 	BackendLeases *mine = my_leases();
 	int			slot = -1;
 
-	if (mine == NULL || strlen(key) >= LEASE_KEY_LEN ||
-		strlen(stampede_valkey_url) >= LEASE_URL_LEN)
+	if (mine == NULL || strlen(key) >= LEASE_KEY_LEN || strlen(url) >= LEASE_URL_LEN)
 		return -1;
 	SpinLockAcquire(&mine->mutex);
 	for (int i = 0; i < LEASES_PER_BACKEND; i++)
@@ -137,7 +179,7 @@ StampedeLeaseAdd(const char *key, const char *token, int64 px_ms)
 	{
 		Lease	   *lease = &mine->leases[slot];
 
-		strlcpy(mine->url, stampede_valkey_url, LEASE_URL_LEN);
+		strlcpy(mine->url, url, LEASE_URL_LEN);
 		strlcpy(lease->key, key, LEASE_KEY_LEN);
 		strlcpy(lease->token, token, STAMPEDE_LEASE_TOKEN_LEN);
 		lease->pid = MyProcPid;
@@ -146,6 +188,8 @@ StampedeLeaseAdd(const char *key, const char *token, int64 px_ms)
 		lease->used = true;
 	}
 	SpinLockRelease(&mine->mutex);
+	if (slot >= 0)
+		StampedeLeaseWakeWorker();
 	return slot;
 }
 
@@ -161,10 +205,26 @@ StampedeLeaseRemove(int slot)
 	SpinLockRelease(&mine->mutex);
 }
 
-/* Renew every lease whose last renewal is a third of its lifetime old. */
-static void
+/* The earlier of two times, 0 meaning never. */
+static TimestampTz
+earliest(TimestampTz a, TimestampTz b)
+{
+	if (a == 0)
+		return b;
+	if (b == 0)
+		return a;
+	return Min(a, b);
+}
+
+/*
+ * Renew every lease whose last renewal is a third of its lifetime old.
+ * Returns when the next one is due (0: there is none).
+ */
+static TimestampTz
 renew_due_leases(MemoryContext tickcxt)
 {
+	TimestampTz next = 0;
+
 	for (int b = 0; b < nbackends; b++)
 	{
 		for (int i = 0; i < LEASES_PER_BACKEND; i++)
@@ -173,14 +233,20 @@ renew_due_leases(MemoryContext tickcxt)
 			Lease		lease;
 			char		url[LEASE_URL_LEN];
 			TimestampTz now = GetCurrentTimestamp();
+			TimestampTz due;
 
 			SpinLockAcquire(&bl->mutex);
 			lease = bl->leases[i];
 			memcpy(url, bl->url, LEASE_URL_LEN);
 			SpinLockRelease(&bl->mutex);
-			if (!lease.used ||
-				now < TimestampTzPlusMilliseconds(lease.renewed_at, lease.px_ms / 3))
+			if (!lease.used)
 				continue;
+			due = TimestampTzPlusMilliseconds(lease.renewed_at, lease.px_ms / 3);
+			if (now < due)
+			{
+				next = earliest(next, due);
+				continue;
+			}
 
 			/*
 			 * Its backend is gone (a slot is a PGPROC's; an exited backend
@@ -196,50 +262,17 @@ renew_due_leases(MemoryContext tickcxt)
 				continue;
 			}
 
-			SetConfigOption("stampede.valkey_url", url, PGC_SUSET, PGC_S_OVERRIDE);
-			(void) StampedeValkeyRenew(lease.key, lease.token, lease.px_ms);
+			(void) StampedeRemoteRenew(url, lease.key, lease.token, lease.px_ms);
 			MemoryContextReset(tickcxt);
 
 			SpinLockAcquire(&bl->mutex);
 			if (bl->leases[i].used && strcmp(bl->leases[i].token, lease.token) == 0)
 				bl->leases[i].renewed_at = now;
 			SpinLockRelease(&bl->mutex);
+			next = earliest(next, TimestampTzPlusMilliseconds(now, lease.px_ms / 3));
 		}
 	}
-}
-
-/*
- * Send Valkey (the one stampede.valkey_url names now) what this server owes
- * it: invalidations that could not be sent, releases of locks whose
- * leaders could not let go.  True when nothing is owed to it any more.
- */
-bool
-StampedeValkeyPayOwed(void)
-{
-	StampedeOwed *owed;
-	int			n;
-	bool		all = true;
-
-	if (!StampedeOutageAnyOwed() || !StampedeValkeyConfigured())
-		return true;
-	owed = palloc(sizeof(StampedeOwed) * OWED_BATCH);
-	n = StampedeOutageOwedTo(stampede_valkey_url, owed, OWED_BATCH);
-	for (int i = 0; i < n && all; i++)
-	{
-		StampedeValkeyKeys keys;
-		bool		deleted;
-
-		StampedeValkeyKeysOf(owed[i].prefix, owed[i].variant, &keys);
-		if (owed[i].kind == STAMPEDE_OWE_INVALIDATION)
-			all = StampedeValkeyInvalidate(&keys, owed[i].arg, &deleted);
-		else
-			all = StampedeValkeyStoreAndUnlock(&keys, keys.value, "", NULL, 0, 1,
-											   owed[i].arg, "0");
-		if (all)
-			StampedeOutagePaid(stampede_valkey_url, &owed[i]);
-	}
-	pfree(owed);
-	return all && n < OWED_BATCH;
+	return next;
 }
 
 /*
@@ -284,10 +317,12 @@ probe_of(const char *url)
 /*
  * For each Valkey that failed or is owed something: is it back?  A PING
  * says (and, answered, ends the outage: see valkey.c); then pay it.
+ * Returns when the next probe is due (0: none is).
  */
-static void
+static TimestampTz
 settle_outages(MemoryContext tickcxt)
 {
+	TimestampTz next = 0;
 	char		urls[PROBES][STAMPEDE_URL_LEN];
 	int			n = StampedeOutageUrls(urls, PROBES);
 	TimestampTz now = GetCurrentTimestamp();
@@ -298,9 +333,11 @@ settle_outages(MemoryContext tickcxt)
 		char	   *error;
 
 		if (now < probe->next)
+		{
+			next = earliest(next, probe->next);
 			continue;
-		SetConfigOption("stampede.valkey_url", urls[i], PGC_SUSET, PGC_S_OVERRIDE);
-		if (StampedeValkeyProbe(&error) && StampedeValkeyPayOwed())
+		}
+		if (StampedeValkeyProbe(urls[i], &error) && StampedeRemotePayOwed(urls[i]))
 		{
 			probe->url[0] = '\0';
 			probe->next = 0;
@@ -314,18 +351,24 @@ settle_outages(MemoryContext tickcxt)
 			probe->next = TimestampTzPlusMilliseconds(now, probe->interval_ms);
 			if (now >= TimestampTzPlusMilliseconds(probe->since, PROBE_STEADY_MS))
 				probe->interval_ms = Min(probe->interval_ms * 2, PROBE_MAX_MS);
+			next = earliest(next, probe->next);
 		}
 		MemoryContextReset(tickcxt);
 	}
+	return next;
 }
 
-/* The background worker: renew, settle, tick, until the server stops. */
+/*
+ * The background worker: renew, settle, then sleep until the next of them
+ * is due or a backend wakes it, until the server stops.
+ */
 PGDLLEXPORT void StampedeLeaseWorkerMain(Datum arg);
 
 void
 StampedeLeaseWorkerMain(Datum arg)
 {
 	MemoryContext tickcxt;
+	TimestampTz next = GetCurrentTimestamp();
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -335,24 +378,38 @@ StampedeLeaseWorkerMain(Datum arg)
 									ALLOCSET_DEFAULT_SIZES);
 
 	/*
-	 * Its circuit breaker is its probe: a Valkey back after an outage should
-	 * get its locks released and invalidations within a fraction of a second,
-	 * not after the backends' retry interval.
+	 * Its circuit breaker is its probe schedule (probe_of): a Valkey back
+	 * after an outage should get its locks released and invalidations within
+	 * a fraction of a second, not after the backends' retry interval.
 	 */
-	SetConfigOption("stampede.valkey_retry_interval", PROBE_INTERVAL_MS,
+	SetConfigOption("stampede.valkey_retry_interval", WORKER_RETRY_INTERVAL_MS,
 					PGC_SUSET, PGC_S_OVERRIDE);
+
+	/* A stale latch left by an exited worker is harmless: its PGPROC stays. */
+	SpinLockAcquire(&worker->mutex);
+	worker->latch = MyLatch;
+	SpinLockRelease(&worker->mutex);
+	StampedeOutageSettledBy(MyLatch);
+
 	for (;;)
 	{
 		MemoryContext oldcxt;
+		long		timeout = -1;
+		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 LEASE_TICK_MS, PG_WAIT_EXTENSION);
+		if (next != 0)
+		{
+			timeout = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next), 0);
+			events |= WL_TIMEOUT;
+		}
+		(void) WaitLatch(MyLatch, events, timeout, PG_WAIT_EXTENSION);
+		/* Reset before the work: a wake-up during it is not lost. */
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(tickcxt);
-		StampedeValkeyNewCall();	/* each tick is a call of its own */
-		renew_due_leases(tickcxt);
-		settle_outages(tickcxt);
+		StampedeValkeyNewCall();	/* each round is a call of its own */
+		next = renew_due_leases(tickcxt);
+		next = earliest(next, settle_outages(tickcxt));
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(tickcxt);
 	}

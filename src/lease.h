@@ -13,8 +13,8 @@
 extern Size StampedeLeaseShmemSize(void);
 extern void StampedeLeaseShmemInit(void);
 extern void StampedeLeaseWorkerRegister(void);
-extern int	StampedeLeaseAdd(const char *key, const char *token, int64 px_ms);
+extern int	StampedeLeaseAdd(const char *url, const char *key, const char *token, int64 px_ms);
 extern void StampedeLeaseRemove(int slot);
-extern bool StampedeValkeyPayOwed(void);
+extern void StampedeLeaseWakeWorker(void);
 
 #endif							/* STAMPEDE_LEASE_H */

@@ -27,6 +27,7 @@
 #include "postgres.h"
 
 #include "port/atomics.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
 #include "utils/timestamp.h"
@@ -57,6 +58,7 @@ typedef struct OutageShared
 		TimestampTz since;		/* when it last failed */
 	}			urls[OUTAGE_URLS];
 	OwedSlot	slots[OWED_MAX];
+	Latch	   *settler;		/* the lease worker's: woken when there is more to settle */
 } OutageShared;
 
 static OutageShared *outage = NULL;
@@ -144,11 +146,34 @@ url_slot(const char *url, bool make)
 	return free;
 }
 
+/*
+ * The process that settles outages (the lease worker) waits on latch, to be
+ * woken when one begins or a debt is added.
+ */
+void
+StampedeOutageSettledBy(Latch *latch)
+{
+	if (outage == NULL)
+		return;
+	LWLockAcquire(outage->lock, LW_EXCLUSIVE);
+	outage->settler = latch;
+	LWLockRelease(outage->lock);
+}
+
+/* Wake the settler, if there is one: latch was read under the lock. */
+static void
+wake(Latch *latch)
+{
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
 /* A command to Valkey at url failed. */
 void
 StampedeOutageBegan(const char *url)
 {
 	int			i;
+	Latch	   *settler = NULL;
 
 	if (outage == NULL || strlen(url) >= STAMPEDE_URL_LEN)
 		return;
@@ -164,11 +189,13 @@ StampedeOutageBegan(const char *url)
 		{
 			pg_atomic_fetch_add_u32(&outage->ndown, 1);
 			pg_atomic_fetch_add_u64(&outage->epoch, 1);
+			settler = outage->settler;
 		}
 		outage->urls[i].down = true;
 		outage->urls[i].since = GetCurrentTimestamp();
 	}
 	LWLockRelease(outage->lock);
+	wake(settler);
 }
 
 /* Valkey at url answered: if it had failed, its outage is over. */
@@ -226,6 +253,7 @@ StampedeOutageOwe(const char *url, const StampedeOwed *owed)
 	int			free = -1;
 	bool		kept = false;
 	TimestampTz now = GetCurrentTimestamp();
+	Latch	   *settler = NULL;
 
 	if (outage == NULL || strlen(url) >= STAMPEDE_URL_LEN)
 		return false;
@@ -258,8 +286,10 @@ StampedeOutageOwe(const char *url, const StampedeOwed *owed)
 		outage->slots[free].owed = *owed;
 		pg_atomic_fetch_add_u32(&outage->nowed, 1);
 		kept = true;
+		settler = outage->settler;
 	}
 	LWLockRelease(outage->lock);
+	wake(settler);
 	return kept;
 }
 

@@ -12,6 +12,7 @@
 #include "postgres.h"
 
 #include "datatype/timestamp.h"
+#include "storage/latch.h"
 
 #define STAMPEDE_URL_LEN		1024
 #define STAMPEDE_OWED_NAME_LEN	256
@@ -36,6 +37,7 @@ extern Size StampedeOutageShmemSize(void);
 extern void StampedeOutageShmemInit(void);
 
 extern uint64 StampedeOutageEpoch(void);
+extern void StampedeOutageSettledBy(Latch *latch);
 extern void StampedeOutageBegan(const char *url);
 extern void StampedeOutageEnded(const char *url);
 

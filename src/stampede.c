@@ -77,7 +77,7 @@ stampede_shmem_request(void)
 		prev_shmem_request_hook();
 #endif
 	size = StampedeStatsShmemSize();
-	size = add_size(size, StampedeStoreShmemSize());
+	size = add_size(size, StampedeLocalStoreShmemSize());
 	size = add_size(size, StampedeFlightShmemSize());
 	size = add_size(size, StampedeLeaseShmemSize());
 	size = add_size(size, StampedeChangesShmemSize());
@@ -95,7 +95,7 @@ stampede_shmem_startup(void)
 
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	StampedeStatsShmemInit();
-	StampedeStoreShmemInit();
+	StampedeLocalStoreShmemInit();
 	StampedeFlightShmemInit();
 	StampedeLeaseShmemInit();
 	StampedeChangesShmemInit();

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * stats.c
- *	  Server-wide counters in shared memory, and the SQL functions that read
- *	  and reset them.
+ *	  Server-wide counters in shared memory (monitor.c reports them).
  *
  *	  Each backend counts in a slot of its own (indexed by its PGPROC number,
  *	  a cache line apart from the others), written only by that backend, so
@@ -18,19 +17,15 @@
  */
 #include "postgres.h"
 
-#include "access/htup_details.h"
-#include "funcapi.h"
 #include "miscadmin.h"
 #include "port/atomics.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "utils/builtins.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
 #include "stats.h"
-#include "store_local.h"
 
 typedef union StatsSlot
 {
@@ -110,76 +105,38 @@ stats_sum(uint64 *sums)
 			sums[i] += pg_atomic_read_u64(&stats->slots[s].counters[i]);
 }
 
-/* Every counter since the last reset. */
-static void
-stats_read(uint64 *sums, TimestampTz *reset_time)
+/*
+ * Every counter since the last reset, and when that was.  False when there
+ * are no counters (not preloaded).
+ */
+bool
+StampedeStatsRead(uint64 *sums, TimestampTz *reset_time)
 {
+	if (stats == NULL)
+		return false;
 	stats_sum(sums);
 	SpinLockAcquire(&stats->mutex);
 	for (int i = 0; i < STAT_NUM_COUNTERS; i++)
 		sums[i] -= Min(sums[i], stats->baseline[i]);
 	*reset_time = stats->reset_time;
 	SpinLockRelease(&stats->mutex);
+	return true;
 }
 
 /*
- * stampede_stats_raw() returns the raw counters and the store's gauges; the
- * stampede_stats view adds the derived metrics.
+ * Start counting from zero.  The slots are not touched (their owners may
+ * be writing): the sums now become the baseline that reads subtract.
  */
-PG_FUNCTION_INFO_V1(stampede_stats_raw);
-Datum
-stampede_stats_raw(PG_FUNCTION_ARGS)
-{
-	TupleDesc	tupdesc;
-	Datum		values[1 + STAT_NUM_COUNTERS + 5];
-	bool		nulls[1 + STAT_NUM_COUNTERS + 5] = {0};
-	uint64		sums[STAT_NUM_COUNTERS];
-	TimestampTz reset_time;
-	StampedeStoreUsage usage;
-	int			i;
-
-	StampedeForgetDeadFrames();
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-	if (tupdesc->natts != lengthof(values))
-		elog(ERROR, "stampede_stats_raw: expected %d columns, the SQL definition has %d",
-			 (int) lengthof(values), tupdesc->natts);
-
-	if (stats == NULL)
-	{
-		for (i = 0; i < lengthof(nulls); i++)
-			nulls[i] = true;
-		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-	}
-
-	stats_read(sums, &reset_time);
-	values[0] = Int64GetDatum((int64) (sums[STAT_HITS] + sums[STAT_MISSES]));
-	for (i = 1; i <= STAT_NUM_COUNTERS; i++)
-		values[i] = Int64GetDatum((int64) sums[i - 1]);
-
-	StampedeStoreGetUsage(&usage);
-	values[i++] = Int64GetDatum(usage.entries);
-	values[i++] = Int64GetDatum(usage.bytes_used);
-	values[i++] = Int64GetDatum(usage.bytes_total);
-	values[i++] = Int64GetDatum(usage.max_entries);
-	values[i++] = TimestampTzGetDatum(reset_time);
-
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
-}
-
-PG_FUNCTION_INFO_V1(stampede_stats_reset);
-Datum
-stampede_stats_reset(PG_FUNCTION_ARGS)
+void
+StampedeStatsReset(void)
 {
 	uint64		sums[STAT_NUM_COUNTERS];
 
-	StampedeForgetDeadFrames();
 	if (stats == NULL)
-		PG_RETURN_VOID();
+		return;
 	stats_sum(sums);
 	SpinLockAcquire(&stats->mutex);
 	memcpy(stats->baseline, sums, sizeof(sums));
 	stats->reset_time = GetCurrentTimestamp();
 	SpinLockRelease(&stats->mutex);
-	PG_RETURN_VOID();
 }

@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 typedef enum StampedeCounter
 {
 	STAT_HITS,					/* answered from the store without waiting */
@@ -32,6 +34,8 @@ typedef enum StampedeCounter
 extern Size StampedeStatsShmemSize(void);
 extern void StampedeStatsShmemInit(void);
 extern void StampedeStatsAdd(StampedeCounter counter, uint64 value);
+extern bool StampedeStatsRead(uint64 *sums, TimestampTz *reset_time);
+extern void StampedeStatsReset(void);
 
 #define StampedeStatsCount(counter) StampedeStatsAdd((counter), 1)
 

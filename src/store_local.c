@@ -87,7 +87,7 @@ store_nchunks(void)
 }
 
 Size
-StampedeStoreShmemSize(void)
+StampedeLocalStoreShmemSize(void)
 {
 	int32		nchunks = store_nchunks();
 
@@ -97,7 +97,7 @@ StampedeStoreShmemSize(void)
 }
 
 void
-StampedeStoreShmemInit(void)
+StampedeLocalStoreShmemInit(void)
 {
 	bool		found;
 	int32		nchunks = store_nchunks();
@@ -128,7 +128,7 @@ StampedeStoreShmemInit(void)
 }
 
 bool
-StampedeStoreAvailable(void)
+StampedeLocalStoreAvailable(void)
 {
 	return store != NULL;
 }
@@ -237,7 +237,7 @@ store_make_room(int32 chunks_needed, TimestampTz now)
  * than the current one (Valkey answered since: see outage.c).
  */
 char *
-StampedeStoreGet(const StampedeStoreKey *key, Size *len, uint64 outage)
+StampedeLocalStoreGet(const StampedeStoreKey *key, Size *len, uint64 outage)
 {
 	StoreEntry *entry;
 	TimestampTz now = GetCurrentTimestamp();
@@ -282,8 +282,8 @@ StampedeStoreGet(const StampedeStoreKey *key, Size *len, uint64 outage)
  * value is larger than the whole arena.
  */
 bool
-StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
-				 TimestampTz expires_at, uint64 outage)
+StampedeLocalStorePut(const StampedeStoreKey *key, const char *data, Size len,
+					  TimestampTz expires_at, uint64 outage)
 {
 	int32		need = chunks_for(len);
 	TimestampTz now = GetCurrentTimestamp();
@@ -339,7 +339,7 @@ StampedeStorePut(const StampedeStoreKey *key, const char *data, Size len,
  * were dropped.
  */
 int
-StampedeStoreDeleteKey(Oid dbid, uint64 hash)
+StampedeLocalStoreDeleteKey(Oid dbid, uint64 hash)
 {
 	HASH_SEQ_STATUS status;
 	StoreEntry *entry;
@@ -363,7 +363,7 @@ StampedeStoreDeleteKey(Oid dbid, uint64 hash)
 }
 
 void
-StampedeStoreGetUsage(StampedeStoreUsage *usage)
+StampedeLocalStoreUsage(StampedeLocalUsage *usage)
 {
 	Size		slot_size = MAXALIGN(sizeof(HASHELEMENT)) + MAXALIGN(sizeof(StoreEntry));
 
@@ -382,7 +382,7 @@ StampedeStoreGetUsage(StampedeStoreUsage *usage)
 
 /* For error cleanup: an error raised inside the store leaves its lock held. */
 void
-StampedeStoreReleaseLockIfHeld(void)
+StampedeLocalStoreReleaseLockIfHeld(void)
 {
 	if (store != NULL && LWLockHeldByMe(store->lock))
 		LWLockRelease(store->lock);

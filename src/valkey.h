@@ -1,52 +1,58 @@
 /*-------------------------------------------------------------------------
  *
  * valkey.h
- *	  This backend's connection to Valkey.
+ *	  This backend's connection to a Valkey: transport only.
  *
  *-------------------------------------------------------------------------
  */
 #ifndef STAMPEDE_VALKEY_H
 #define STAMPEDE_VALKEY_H
 
-/*
- * The Valkey names of one stampede key (flight.c makes them).  Their hash
- * tags are the same, so that they all fall in one Valkey Cluster slot.
- */
-typedef struct StampedeValkeyKeys
+/* A Lua script, and its SHA1 in hex once known (for EVALSHA). */
+typedef struct StampedeValkeyScript
 {
-	char	   *value;			/* the call's entry (scope 0) */
-	char	   *lock;			/* the single-flight lock of the call */
-	char	   *error;			/* the leader's error, for a short while */
-	char	   *channel;		/* where the leader says it is done */
-	char	   *generation;		/* the key's, bumped by stampede_invalidate */
-	char	   *roles;			/* the key's list of entries, every variant's */
-	char	   *invalidations;	/* the key's last invalidating transactions */
-	char	   *prefix;			/* an entry is prefix || member || ":v" */
-} StampedeValkeyKeys;
+	const char *body;
+	char		sha1[41];
+} StampedeValkeyScript;
 
-extern void StampedeValkeyKeysOf(const char *prefix, uint64 variant, StampedeValkeyKeys *keys);
-extern bool StampedeValkeyConfigured(void);
-extern bool StampedeValkeyPing(char **error);
-extern bool StampedeValkeyProbe(char **error);
-extern bool StampedeValkeyCircuitOpen(void);
+typedef enum StampedeValkeyReplyType
+{
+	VALKEY_REPLY_NIL,
+	VALKEY_REPLY_STRING,
+	VALKEY_REPLY_STATUS,
+	VALKEY_REPLY_INTEGER,
+	VALKEY_REPLY_ARRAY,
+	VALKEY_REPLY_OTHER
+} StampedeValkeyReplyType;
+
+/* A script's reply, palloc'd: an array's elements one level deep. */
+typedef struct StampedeValkeyReply
+{
+	StampedeValkeyReplyType type;
+	int64		integer;
+	char	   *str;			/* STRING, STATUS: NUL-terminated */
+	Size		len;
+	int			nelements;		/* ARRAY */
+	struct StampedeValkeyReply *elements;
+} StampedeValkeyReply;
+
+extern bool StampedeValkeyPing(const char *url, char **error);
+extern bool StampedeValkeyProbe(const char *url, char **error);
+extern bool StampedeValkeyCircuitOpen(const char *url);
+extern bool StampedeValkeyUsable(const char *url);
+extern const char *StampedeValkeyLastError(void);
 extern void StampedeValkeyNewCall(void);
-extern bool StampedeValkeyUsable(void);
-extern bool StampedeValkeyGet(int nkeys, const char **keys, char **values, Size *lens);
-extern bool StampedeValkeySet(const char *key, const char *value, Size len, int64 px_ms,
-							  bool nx, bool *set);
-extern bool StampedeValkeyStoreAndUnlock(const StampedeValkeyKeys *keys, const char *vkey,
-										 const char *members, const char *value, Size len,
-										 int64 px_ms, const char *token, const char *generation);
-extern bool StampedeValkeyInvalidate(const StampedeValkeyKeys *keys, const char *xid,
-									 bool *deleted);
-extern bool StampedeValkeyListNumbers(const char *key, uint64 **values, int *n);
-extern bool StampedeValkeySubscribe(const char *channel);
+extern bool StampedeValkeyGet(const char *url, int nkeys, const char **keys,
+							  char **values, Size *lens);
+extern bool StampedeValkeySet(const char *url, const char *key, const char *value, Size len,
+							  int64 px_ms, bool nx, bool *set);
+extern bool StampedeValkeyListNumbers(const char *url, const char *key, uint64 **values, int *n);
+extern StampedeValkeyReply *StampedeValkeyEval(const char *url, StampedeValkeyScript *script,
+											   int nkeys, int nargs, const char **args,
+											   const Size *argslen);
+extern bool StampedeValkeySubscribe(const char *url, const char *channel);
 extern bool StampedeValkeyWaitMessage(long timeout_ms);
 extern bool StampedeValkeySubscribed(void);
 extern void StampedeValkeyUnsubscribe(void);
-extern bool StampedeValkeyRenew(const char *key, const char *token, int64 px_ms);
-extern bool StampedeValkeyTryLead(const StampedeValkeyKeys *keys, const char *token,
-								  int64 px_ms, const char *holder, char *kind,
-								  char **value, Size *len);
 
 #endif							/* STAMPEDE_VALKEY_H */

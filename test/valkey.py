@@ -25,6 +25,7 @@ import threading
 import time
 
 import psycopg2
+import psycopg2.errors
 
 from harness import Call, connect, expect, one, run
 
@@ -146,10 +147,16 @@ def wrong_password_is_refused_and_never_shown(admin):
 
 @test
 def host_names_are_refused(admin):
-    # Resolving a name would block the backend where no cancel reaches it.
-    set_url(admin, "redis://valkey.example:6379")
-    got = status(admin)
-    expect(got[1] is False and "IP address" in got[3], f"got {got}")
+    # Resolving a name would block the backend where no cancel reaches it:
+    # refused when set, with why, and without quoting the URL's password.
+    try:
+        set_url(admin, "redis://:hunter2pw@valkey.example:6379")
+        expect(False, "a host name was accepted")
+    except psycopg2.errors.InvalidParameterValue as e:
+        admin.rollback()
+        text = str(e)
+        expect("IP address" in text and "hunter2pw" not in text, f"got {text}")
+    expect(status(admin)[0] is False, f"got {status(admin)}")
 
 
 @test
