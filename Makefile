@@ -1,16 +1,16 @@
 # stampede: a query-result cache that runs each key's query at most once.
 EXTENSION    = stampede
-EXTVERSION   = 0.1
+EXTVERSION   = 0.2
 MODULE_big   = stampede
 OBJS         = src/stampede.o src/guc.o src/stats.o src/codec.o src/entry_check.o src/secret.o \
                src/store_local.o src/valkey_url.o src/valkey.o src/outage.o src/remote.o src/store.o \
-               src/lease.o src/identity.o src/changes.o src/invalidation.o src/query.o src/wait.o \
+               src/lease.o src/worker.o src/identity.o src/changes.o src/invalidation.o src/query.o src/wait.o \
                src/flight.o src/cache.o src/scan.o src/monitor.o
-DATA         = sql/stampede--$(EXTVERSION).sql
+DATA         = sql/stampede--0.1.sql sql/stampede--0.1--0.2.sql sql/stampede--$(EXTVERSION).sql
 PGFILEDESC   = "stampede - query-result cache with single flight"
 
 REGRESS      = setup basic typed_jsonb scan bad_input types security identity tenants caller_state \
-               rights ddl hidden_rights hidden_ddl transactions store stats
+               rights ddl hidden_rights hidden_ddl transactions store stats upgrade
 REGRESS_OPTS = --inputdir=. --load-extension=stampede
 ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill \
                invalidate_in_transaction invalidate_in_trigger invalidate_old_snapshot \

@@ -847,6 +847,8 @@ typedef enum RemoteResult
 static RemoteResult
 lead_or_wait_remote(StampedeRequest *req, const StampedeStoreKey *skey, StampedeRemoteFlight *rf)
 {
+	char	   *key = key_for_message(req);
+
 	StampedeRemoteBegin(rf, skey);
 	for (;;)
 	{
@@ -872,13 +874,13 @@ lead_or_wait_remote(StampedeRequest *req, const StampedeStoreKey *skey, Stampede
 			case REMOTE_ERROR:
 				if (!leaders_error_is_callers(req, false))
 					return REMOTE_RUN_UNCACHED;
-				StampedeRaiseLeadersError(key_for_message(req), &found.error);
+				StampedeRaiseLeadersError(key, &found.error);
 				break;
 			case REMOTE_ROWS:
 			case REMOTE_HELD:
 				break;
 		}
-		if (!StampedeRemoteWait(rf, key_for_message(req)))
+		if (!StampedeRemoteWait(rf, key))
 			return REMOTE_RUN_UNCACHED;
 	}
 }
@@ -1161,6 +1163,7 @@ StampedeServe(StampedeRequest *req)
 					run_uncached(req);
 					return;
 				}
+				StampedeStatsCount(STAT_ERRORS);
 				StampedeRaiseLeadersError(key_for_message(req), &error);
 				break;
 			case FLIGHT_UNCACHEABLE:

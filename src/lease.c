@@ -1,32 +1,22 @@
 /*-------------------------------------------------------------------------
  *
  * lease.c
- *	  Keeps the Valkey locks of live leaders from expiring.
+ *	  The Valkey locks of live leaders, published for renewal.
  *
  *	  A leader's Valkey lock expires after stampede.lock_timeout, so that a
  *	  leader that vanished does not hold other servers' waiters for ever.
  *	  A leader that is alive but whose query runs longer must keep it: each
  *	  backend publishes the locks it holds in a slot of shared memory of its
- *	  own, and a background worker renews every lock a third of its lifetime
- *	  after the last renewal, only while it still holds the leader's token.
- *	  The backend empties the slot when its flight ends, however it ends
- *	  (rows stored or not, error, cancel, exit), and the worker renews a
- *	  lease only while the backend that published it is alive: a lock
+ *	  own, and the lease worker (worker.c) renews every lock a third of its
+ *	  lifetime after the last renewal, only while it still holds the
+ *	  leader's token.  The backend empties the slot when its flight ends,
+ *	  however it ends (rows stored or not, error, cancel, exit), and a lease
+ *	  is renewed only while the backend that published it is alive: a lock
  *	  whose leader is gone expires within stampede.lock_timeout, and a
  *	  crashed server's locks expire as they should.
  *
- *	  The worker also settles what a Valkey outage left (outage.c): it
- *	  probes a Valkey that failed until it answers, then sends the
- *	  invalidations and lock releases this server owes it (remote.c).
- *	  Backends pay the same way before they read a key with an
- *	  invalidation owed.
- *
- *	  The worker sleeps until the next lease is due or the next probe, and
- *	  for good while there is neither: a backend that adds a lease, and one
- *	  that sees Valkey fail, sets its latch.  An idle server costs nothing.
- *
- *	  Each lease names the Valkey its lock is in; the worker talks to each
- *	  by that URL (valkey.c takes it per call).
+ *	  Adding a lease wakes the worker, which otherwise sleeps until the
+ *	  next lease is due.
  *
  *	  Locking: each backend's slot has a spinlock, held only to copy a few
  *	  strings in or out; the worker's latch is published under another.
@@ -36,38 +26,26 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
-#include "postmaster/bgworker.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "storage/spin.h"
-#include "tcop/tcopprot.h"
-#include "utils/guc.h"
-#include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/timestamp.h"
-#include "utils/wait_event.h"
 
 #include "compat.h"
-#include "guc.h"
 #include "lease.h"
-#include "outage.h"
-#include "remote.h"
-#include "valkey.h"
 
 #define LEASES_PER_BACKEND	4
-#define LEASE_KEY_LEN		256
-#define LEASE_URL_LEN		STAMPEDE_URL_LEN
-/* The worker's own circuit: its probes are timed below, not by it. */
-#define WORKER_RETRY_INTERVAL_MS	"1"
+
+/* Renewed no more often than this, whatever stampede.lock_timeout says. */
+#define LEASE_MIN_RENEWAL_MS	50
 
 typedef struct Lease
 {
 	bool		used;
 	int			pid;			/* the leader's: renewed only while it lives */
-	char		key[LEASE_KEY_LEN];
+	char		key[STAMPEDE_LEASE_KEY_LEN];
 	char		token[STAMPEDE_LEASE_TOKEN_LEN];
 	int64		px_ms;
 	TimestampTz renewed_at;
@@ -76,18 +54,18 @@ typedef struct Lease
 typedef struct BackendLeases
 {
 	slock_t		mutex;
-	char		url[LEASE_URL_LEN]; /* the Valkey the locks are in */
+	char		url[STAMPEDE_URL_LEN];	/* the Valkey the locks are in */
 	Lease		leases[LEASES_PER_BACKEND];
 } BackendLeases;
 
-/* The worker's latch, for backends to wake it (NULL while it is not running). */
+/* The worker's latch, for backends to wake it (NULL until it runs). */
 typedef struct LeaseWorker
 {
 	slock_t		mutex;
 	Latch	   *latch;
 } LeaseWorker;
 
-static LeaseWorker *worker = NULL;
+static LeaseWorker *lease_worker = NULL;
 static BackendLeases *backend_leases = NULL;
 static int	nbackends = 0;
 
@@ -105,11 +83,11 @@ StampedeLeaseShmemInit(void)
 	bool		found;
 
 	nbackends = StampedeMaxBackends();
-	worker = ShmemInitStruct("stampede lease worker", sizeof(LeaseWorker), &found);
+	lease_worker = ShmemInitStruct("stampede lease worker", sizeof(LeaseWorker), &found);
 	if (!found)
 	{
-		SpinLockInit(&worker->mutex);
-		worker->latch = NULL;
+		SpinLockInit(&lease_worker->mutex);
+		lease_worker->latch = NULL;
 	}
 	backend_leases = ShmemInitStruct("stampede leases",
 									 mul_size(nbackends, sizeof(BackendLeases)), &found);
@@ -125,19 +103,26 @@ StampedeLeaseShmemInit(void)
 }
 
 /*
- * Wake the worker: a lease to renew or a Valkey to probe may be due sooner
- * than it planned to wake.
+ * The worker waits on latch.  A stale one, left by a worker that exited, is
+ * harmless: its PGPROC stays, and a new worker replaces it.
  */
 void
-StampedeLeaseWakeWorker(void)
+StampedeLeaseWorkerLatch(Latch *latch)
+{
+	SpinLockAcquire(&lease_worker->mutex);
+	lease_worker->latch = latch;
+	SpinLockRelease(&lease_worker->mutex);
+}
+
+/* Wake the worker: a new lease may be due before it planned to wake. */
+static void
+wake_worker(void)
 {
 	Latch	   *latch;
 
-	if (worker == NULL)
-		return;
-	SpinLockAcquire(&worker->mutex);
-	latch = worker->latch;
-	SpinLockRelease(&worker->mutex);
+	SpinLockAcquire(&lease_worker->mutex);
+	latch = lease_worker->latch;
+	SpinLockRelease(&lease_worker->mutex);
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -164,7 +149,7 @@ StampedeLeaseAdd(const char *url, const char *key, const char *token, int64 px_m
 	BackendLeases *mine = my_leases();
 	int			slot = -1;
 
-	if (mine == NULL || strlen(key) >= LEASE_KEY_LEN || strlen(url) >= LEASE_URL_LEN)
+	if (mine == NULL || strlen(key) >= STAMPEDE_LEASE_KEY_LEN || strlen(url) >= STAMPEDE_URL_LEN)
 		return -1;
 	SpinLockAcquire(&mine->mutex);
 	for (int i = 0; i < LEASES_PER_BACKEND; i++)
@@ -179,8 +164,8 @@ StampedeLeaseAdd(const char *url, const char *key, const char *token, int64 px_m
 	{
 		Lease	   *lease = &mine->leases[slot];
 
-		strlcpy(mine->url, url, LEASE_URL_LEN);
-		strlcpy(lease->key, key, LEASE_KEY_LEN);
+		strlcpy(mine->url, url, STAMPEDE_URL_LEN);
+		strlcpy(lease->key, key, STAMPEDE_LEASE_KEY_LEN);
 		strlcpy(lease->token, token, STAMPEDE_LEASE_TOKEN_LEN);
 		lease->pid = MyProcPid;
 		lease->px_ms = px_ms;
@@ -189,7 +174,7 @@ StampedeLeaseAdd(const char *url, const char *key, const char *token, int64 px_m
 	}
 	SpinLockRelease(&mine->mutex);
 	if (slot >= 0)
-		StampedeLeaseWakeWorker();
+		wake_worker();
 	return slot;
 }
 
@@ -205,53 +190,49 @@ StampedeLeaseRemove(int slot)
 	SpinLockRelease(&mine->mutex);
 }
 
-/* The earlier of two times, 0 meaning never. */
+/* When a lease renewed at renewed_at is due again. */
 static TimestampTz
-earliest(TimestampTz a, TimestampTz b)
+due_at(const Lease *lease)
 {
-	if (a == 0)
-		return b;
-	if (b == 0)
-		return a;
-	return Min(a, b);
+	return TimestampTzPlusMilliseconds(lease->renewed_at,
+									   Max(lease->px_ms / 3, LEASE_MIN_RENEWAL_MS));
 }
 
 /*
- * Renew every lease whose last renewal is a third of its lifetime old.
- * Returns when the next one is due (0: there is none).
+ * The leases due for renewal now, at most max of them, into due; *next says
+ * when the first of the others is (0: there is none).  A lease whose
+ * backend is gone (a slot is a PGPROC's; an exited backend leaves its pid
+ * there) is dropped instead: its lock expires.
  */
-static TimestampTz
-renew_due_leases(MemoryContext tickcxt)
+int
+StampedeLeasesDue(StampedeDueLease *due, int max, TimestampTz *next)
 {
-	TimestampTz next = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	int			n = 0;
 
+	*next = 0;
 	for (int b = 0; b < nbackends; b++)
 	{
+		BackendLeases *bl = &backend_leases[b];
+
 		for (int i = 0; i < LEASES_PER_BACKEND; i++)
 		{
-			BackendLeases *bl = &backend_leases[b];
 			Lease		lease;
-			char		url[LEASE_URL_LEN];
-			TimestampTz now = GetCurrentTimestamp();
-			TimestampTz due;
+			TimestampTz at;
 
 			SpinLockAcquire(&bl->mutex);
 			lease = bl->leases[i];
-			memcpy(url, bl->url, LEASE_URL_LEN);
+			if (lease.used && now >= due_at(&lease) && n < max)
+				memcpy(due[n].url, bl->url, STAMPEDE_URL_LEN);
 			SpinLockRelease(&bl->mutex);
 			if (!lease.used)
 				continue;
-			due = TimestampTzPlusMilliseconds(lease.renewed_at, lease.px_ms / 3);
-			if (now < due)
+			at = due_at(&lease);
+			if (now < at || n >= max)
 			{
-				next = earliest(next, due);
+				*next = (*next == 0 || at < *next) ? Max(at, now) : *next;
 				continue;
 			}
-
-			/*
-			 * Its backend is gone (a slot is a PGPROC's; an exited backend
-			 * leaves its pid there): let the lock expire.
-			 */
 			if (BackendPidGetProc(lease.pid) != &ProcGlobal->allProcs[b])
 			{
 				SpinLockAcquire(&bl->mutex);
@@ -261,172 +242,35 @@ renew_due_leases(MemoryContext tickcxt)
 				SpinLockRelease(&bl->mutex);
 				continue;
 			}
-
-			(void) StampedeRemoteRenew(url, lease.key, lease.token, lease.px_ms);
-			MemoryContextReset(tickcxt);
-
-			SpinLockAcquire(&bl->mutex);
-			if (bl->leases[i].used && strcmp(bl->leases[i].token, lease.token) == 0)
-				bl->leases[i].renewed_at = now;
-			SpinLockRelease(&bl->mutex);
-			next = earliest(next, TimestampTzPlusMilliseconds(now, lease.px_ms / 3));
+			due[n].backend = b;
+			due[n].slot = i;
+			due[n].px_ms = lease.px_ms;
+			memcpy(due[n].key, lease.key, STAMPEDE_LEASE_KEY_LEN);
+			memcpy(due[n].token, lease.token, STAMPEDE_LEASE_TOKEN_LEN);
+			n++;
 		}
 	}
-	return next;
+	return n;
 }
 
 /*
- * When the worker next probes each Valkey that failed: every 250 ms for a
- * minute, then backing off to every 30 s for one that stays away (a URL a
- * session tried once, say), so that probing costs nothing worth counting.
+ * A due lease was renewed at renewed_at (or tried: a failure is not retried
+ * before its next turn), if it is still the same lease; returns when it is
+ * due again (0: it is gone).
  */
-typedef struct Probe
+TimestampTz
+StampedeLeaseRenewed(const StampedeDueLease *due, TimestampTz renewed_at)
 {
-	char		url[STAMPEDE_URL_LEN];
-	TimestampTz next;
-	TimestampTz since;			/* its first failed probe */
-	int			interval_ms;
-} Probe;
-
-#define PROBES				4
-#define PROBE_FIRST_MS		250
-#define PROBE_MAX_MS		30000
-#define PROBE_STEADY_MS		60000	/* probing every 250 ms for the first minute */
-
-static Probe probes[PROBES];
-
-static Probe *
-probe_of(const char *url)
-{
-	Probe	   *oldest = &probes[0];
-
-	for (int i = 0; i < PROBES; i++)
-	{
-		if (strcmp(probes[i].url, url) == 0)
-			return &probes[i];
-		if (probes[i].next < oldest->next)
-			oldest = &probes[i];
-	}
-	strlcpy(oldest->url, url, STAMPEDE_URL_LEN);
-	oldest->next = 0;
-	oldest->since = 0;
-	oldest->interval_ms = PROBE_FIRST_MS;
-	return oldest;
-}
-
-/*
- * For each Valkey that failed or is owed something: is it back?  A PING
- * says (and, answered, ends the outage: see valkey.c); then pay it.
- * Returns when the next probe is due (0: none is).
- */
-static TimestampTz
-settle_outages(MemoryContext tickcxt)
-{
+	BackendLeases *bl = &backend_leases[due->backend];
+	Lease	   *lease = &bl->leases[due->slot];
 	TimestampTz next = 0;
-	char		urls[PROBES][STAMPEDE_URL_LEN];
-	int			n = StampedeOutageUrls(urls, PROBES);
-	TimestampTz now = GetCurrentTimestamp();
 
-	for (int i = 0; i < n; i++)
+	SpinLockAcquire(&bl->mutex);
+	if (lease->used && strcmp(lease->token, due->token) == 0)
 	{
-		Probe	   *probe = probe_of(urls[i]);
-		char	   *error;
-
-		if (now < probe->next)
-		{
-			next = earliest(next, probe->next);
-			continue;
-		}
-		if (StampedeValkeyProbe(urls[i], &error) && StampedeRemotePayOwed(urls[i]))
-		{
-			probe->url[0] = '\0';
-			probe->next = 0;
-			probe->since = 0;
-		}
-		else
-		{
-			/* Short outages are the common ones: back off only after a while. */
-			if (probe->since == 0)
-				probe->since = now;
-			probe->next = TimestampTzPlusMilliseconds(now, probe->interval_ms);
-			if (now >= TimestampTzPlusMilliseconds(probe->since, PROBE_STEADY_MS))
-				probe->interval_ms = Min(probe->interval_ms * 2, PROBE_MAX_MS);
-			next = earliest(next, probe->next);
-		}
-		MemoryContextReset(tickcxt);
+		lease->renewed_at = renewed_at;
+		next = due_at(lease);
 	}
+	SpinLockRelease(&bl->mutex);
 	return next;
-}
-
-/*
- * The background worker: renew, settle, then sleep until the next of them
- * is due or a backend wakes it, until the server stops.
- */
-PGDLLEXPORT void StampedeLeaseWorkerMain(Datum arg);
-
-void
-StampedeLeaseWorkerMain(Datum arg)
-{
-	MemoryContext tickcxt;
-	TimestampTz next = GetCurrentTimestamp();
-
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	/* Hashing the scripts' names for EVALSHA needs a resource owner. */
-	CurrentResourceOwner = ResourceOwnerCreate(NULL, "stampede lease renewer");
-	tickcxt = AllocSetContextCreate(TopMemoryContext, "stampede lease tick",
-									ALLOCSET_DEFAULT_SIZES);
-
-	/*
-	 * Its circuit breaker is its probe schedule (probe_of): a Valkey back
-	 * after an outage should get its locks released and invalidations within
-	 * a fraction of a second, not after the backends' retry interval.
-	 */
-	SetConfigOption("stampede.valkey_retry_interval", WORKER_RETRY_INTERVAL_MS,
-					PGC_SUSET, PGC_S_OVERRIDE);
-
-	/* A stale latch left by an exited worker is harmless: its PGPROC stays. */
-	SpinLockAcquire(&worker->mutex);
-	worker->latch = MyLatch;
-	SpinLockRelease(&worker->mutex);
-	StampedeOutageSettledBy(MyLatch);
-
-	for (;;)
-	{
-		MemoryContext oldcxt;
-		long		timeout = -1;
-		int			events = WL_LATCH_SET | WL_EXIT_ON_PM_DEATH;
-
-		if (next != 0)
-		{
-			timeout = Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next), 0);
-			events |= WL_TIMEOUT;
-		}
-		(void) WaitLatch(MyLatch, events, timeout, PG_WAIT_EXTENSION);
-		/* Reset before the work: a wake-up during it is not lost. */
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		oldcxt = MemoryContextSwitchTo(tickcxt);
-		StampedeValkeyNewCall();	/* each round is a call of its own */
-		next = renew_due_leases(tickcxt);
-		next = earliest(next, settle_outages(tickcxt));
-		MemoryContextSwitchTo(oldcxt);
-		MemoryContextReset(tickcxt);
-	}
-}
-
-void
-StampedeLeaseWorkerRegister(void)
-{
-	BackgroundWorker worker;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	worker.bgw_start_time = BgWorkerStart_ConsistentState;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "stampede");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "StampedeLeaseWorkerMain");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "stampede lease renewer");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "stampede lease renewer");
-	RegisterBackgroundWorker(&worker);
 }

@@ -27,16 +27,39 @@
 #include "valkey.h"
 
 /*
- * stampede_stats_raw() returns the raw counters and the store's gauges; the
+ * The columns of stampede_stats_raw() as each version of the extension's
+ * SQL defines them.  A server runs one library for every database, and a
+ * database's extension may be older than the library (ALTER EXTENSION
+ * stampede UPDATE not run yet): each version's SQL names its own C entry
+ * point, as pg_stat_statements does, and keeps answering.
+ */
+typedef enum StatsVersion
+{
+	STATS_V0_1,					/* 19 columns; refused entries in valkey_errors */
+	STATS_V0_2					/* 20: valkey_rejected after valkey_errors */
+} StatsVersion;
+
+/* A counter by its name in 0.1: valkey_errors then counted refused entries too. */
+static int64
+counter_of(const uint64 *sums, StampedeCounter counter, StatsVersion version)
+{
+	if (version == STATS_V0_1 && counter == STAT_VALKEY_ERRORS)
+		return (int64) (sums[STAT_VALKEY_ERRORS] + sums[STAT_VALKEY_REJECTED]);
+	return (int64) sums[counter];
+}
+
+/*
+ * The raw counters and the store's gauges, in the columns of version; the
  * stampede_stats view adds the derived metrics.
  */
-PG_FUNCTION_INFO_V1(stampede_stats_raw);
-Datum
-stampede_stats_raw(PG_FUNCTION_ARGS)
+static Datum
+stats_raw(FunctionCallInfo fcinfo, StatsVersion version)
 {
 	TupleDesc	tupdesc;
 	Datum		values[1 + STAT_NUM_COUNTERS + 5];
 	bool		nulls[1 + STAT_NUM_COUNTERS + 5] = {0};
+	int			ncounters = version == STATS_V0_1 ? STAT_VALKEY_REJECTED : STAT_NUM_COUNTERS;
+	int			ncolumns = 1 + ncounters + 5;
 	uint64		sums[STAT_NUM_COUNTERS];
 	TimestampTz reset_time;
 	StampedeLocalUsage usage;
@@ -45,20 +68,21 @@ stampede_stats_raw(PG_FUNCTION_ARGS)
 	StampedeForgetDeadFrames();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	if (tupdesc->natts != lengthof(values))
+	if (tupdesc->natts != ncolumns)
 		elog(ERROR, "stampede_stats_raw: expected %d columns, the SQL definition has %d",
-			 (int) lengthof(values), tupdesc->natts);
+			 ncolumns, tupdesc->natts);
 
 	if (!StampedeStatsRead(sums, &reset_time))
 	{
-		for (i = 0; i < lengthof(nulls); i++)
+		for (i = 0; i < ncolumns; i++)
 			nulls[i] = true;
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
+	/* requests, then the counters in the order of StampedeCounter */
 	values[0] = Int64GetDatum((int64) (sums[STAT_HITS] + sums[STAT_MISSES]));
-	for (i = 1; i <= STAT_NUM_COUNTERS; i++)
-		values[i] = Int64GetDatum((int64) sums[i - 1]);
+	for (i = 1; i <= ncounters; i++)
+		values[i] = Int64GetDatum(counter_of(sums, (StampedeCounter) (i - 1), version));
 
 	StampedeLocalStoreUsage(&usage);
 	values[i++] = Int64GetDatum(usage.entries);
@@ -66,8 +90,25 @@ stampede_stats_raw(PG_FUNCTION_ARGS)
 	values[i++] = Int64GetDatum(usage.bytes_total);
 	values[i++] = Int64GetDatum(usage.max_entries);
 	values[i++] = TimestampTzGetDatum(reset_time);
+	Assert(i == ncolumns);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/* stampede_stats_raw() of a database whose extension is 0.1. */
+PG_FUNCTION_INFO_V1(stampede_stats_raw);
+Datum
+stampede_stats_raw(PG_FUNCTION_ARGS)
+{
+	return stats_raw(fcinfo, STATS_V0_1);
+}
+
+/* stampede_stats_raw() from 0.2 on. */
+PG_FUNCTION_INFO_V1(stampede_stats_raw_0_2);
+Datum
+stampede_stats_raw_0_2(PG_FUNCTION_ARGS)
+{
+	return stats_raw(fcinfo, STATS_V0_2);
 }
 
 PG_FUNCTION_INFO_V1(stampede_stats_reset);

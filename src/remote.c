@@ -56,6 +56,8 @@
 
 /* ---- which Valkey ---- */
 
+static bool rejected_this_call = false; /* valkey_rejected counts calls */
+
 bool
 StampedeRemoteConfigured(void)
 {
@@ -67,6 +69,7 @@ void
 StampedeRemoteNewCall(void)
 {
 	StampedeValkeyNewCall();
+	rejected_this_call = false;
 }
 
 /* Can Valkey be tried now?  (Configured, and its circuit not open.) */
@@ -377,7 +380,7 @@ remember_checked(const char *data, Size len)
  * for?  Only an entry sealed by a server that holds our secret, unchanged
  * and in date (codec.c): anyone may write to Valkey.  Refused entries are
  * misses, and get replaced; those not sealed by us, or changed, are counted
- * as Valkey errors and logged once per incident.
+ * (valkey_rejected: once per call) and logged once per incident.
  */
 static StampedeTrust
 entry_trust(const char *data, Size len)
@@ -394,7 +397,10 @@ entry_trust(const char *data, Size len)
 		case STAMPEDE_SEAL_BAD:
 			break;
 	}
-	StampedeStatsCount(STAT_VALKEY_ERRORS);
+	/* A call reads an entry up to three times (look, double-check, lock round). */
+	if (!rejected_this_call)
+		StampedeStatsCount(STAT_VALKEY_REJECTED);
+	rejected_this_call = true;
 	if (!rejection_logged)
 		ereport(LOG,
 				(errmsg("stampede rejected an entry read from Valkey: it is not sealed by a server holding this server's secret, or it changed"),

@@ -28,6 +28,7 @@
 #include "secret.h"
 #include "stats.h"
 #include "store_local.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -122,6 +123,6 @@ _PG_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = stampede_shmem_startup;
-	StampedeLeaseWorkerRegister();
+	StampedeWorkerRegister();
 	StampedeSecretInit();
 }

@@ -28,6 +28,9 @@ typedef enum StampedeCounter
 	STAT_INVALIDATIONS,			/* entries removed by stampede_invalidate */
 	STAT_VALKEY_HITS,			/* calls answered with rows read from Valkey */
 	STAT_VALKEY_ERRORS,			/* Valkey commands that failed or timed out */
+	STAT_VALKEY_REJECTED,		/* calls that refused an entry read from
+								 * Valkey: not sealed with our secret, or
+								 * changed */
 	STAT_NUM_COUNTERS
 } StampedeCounter;
 

@@ -89,6 +89,9 @@ static char last_error[256] = "";
 static bool
 valkey_wait(ValkeyConn *vc, uint32 events, TimestampTz deadline)
 {
+	bool		latch_was_set = false;
+	bool		ready = false;
+
 	if (vc->socket_events != events)
 	{
 		ModifyWaitEvent(vc->waits, vc->socket_pos, events, NULL);
@@ -100,17 +103,29 @@ valkey_wait(ValkeyConn *vc, uint32 events, TimestampTz deadline)
 		WaitEvent	event;
 
 		if (timeout <= 0)
-			return false;
+			break;
 		if (WaitEventSetWait(vc->waits, timeout, &event, 1, PG_WAIT_EXTENSION) == 0)
 			continue;			/* timed out: the loop checks the deadline */
 		if (event.events & WL_LATCH_SET)
 		{
 			ResetLatch(MyLatch);
+			latch_was_set = true;
 			CHECK_FOR_INTERRUPTS();
 		}
 		if (event.events & events)
-			return true;
+		{
+			ready = true;
+			break;
+		}
 	}
+
+	/*
+	 * The latch may have been set for whoever waits next (the lease worker's
+	 * wake-up, say): set it again rather than lose that.
+	 */
+	if (latch_was_set)
+		SetLatch(MyLatch);
+	return ready;
 }
 
 /* Close vc, if open.  Safe to call at any point of valkey_connect. */
@@ -515,7 +530,17 @@ reply_to_value(redisReply *reply, const redisReply *element, StampedeValkeyReply
 static StampedeValkeyReply *
 reply_take(redisReply *reply)
 {
-	StampedeValkeyReply *out = palloc(sizeof(StampedeValkeyReply));
+	StampedeValkeyReply *out = palloc_extended(sizeof(StampedeValkeyReply), MCXT_ALLOC_NO_OOM);
+
+	if (out == NULL)
+	{
+		freeReplyObject(reply);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed on request of size %zu for a Valkey reply.",
+						   sizeof(StampedeValkeyReply))));
+	}
 
 	reply_to_value(reply, reply, out);
 	if (reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
@@ -873,13 +898,6 @@ bool
 StampedeValkeyUsable(const char *url)
 {
 	return !StampedeValkeyCircuitOpen(url);
-}
-
-/* Why the last command or connection failed, for stampede_status(); "" if none did. */
-const char *
-StampedeValkeyLastError(void)
-{
-	return last_error;
 }
 
 /*

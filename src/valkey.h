@@ -40,7 +40,6 @@ extern bool StampedeValkeyPing(const char *url, char **error);
 extern bool StampedeValkeyProbe(const char *url, char **error);
 extern bool StampedeValkeyCircuitOpen(const char *url);
 extern bool StampedeValkeyUsable(const char *url);
-extern const char *StampedeValkeyLastError(void);
 extern void StampedeValkeyNewCall(void);
 extern bool StampedeValkeyGet(const char *url, int nkeys, const char **keys,
 							  char **values, Size *lens);

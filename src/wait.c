@@ -62,12 +62,11 @@ StampedeRaiseLockTimeout(const char *key, int leader_pid)
 
 /*
  * Raise, in a waiter, the error its leader's query raised, once the waiter
- * was found to be one that may see it (see flight.c).
+ * was found to be one that may see it (see flight.c, which counts it).
  */
 void
 StampedeRaiseLeadersError(const char *key, const StampedeLeaderError *error)
 {
-	StampedeStatsCount(STAT_ERRORS);
 	ereport(ERROR,
 			(errcode(error->sqlerrcode),
 			 errmsg_internal("%s", error->message),

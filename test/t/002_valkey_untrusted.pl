@@ -7,7 +7,7 @@
 #   a. rewritten without the secret (a text length byte, the row count, the
 #      column count, bytes appended, truncated, garbage, another key's
 #      entry): a miss, the right rows, the entry replaced (the next call is
-#      a hit), the rejection counted in valkey_errors and logged once per
+#      a hit), the rejection counted in valkey_rejected and logged once per
 #      incident, not once per call;
 #   b. the same kind of damage sealed again with the secret (read here from
 #      the primary's data directory), as a peer with a bug would write it:
@@ -377,6 +377,7 @@ foreach my $node ($primary, $replica)
 		put($vname, $bad);
 		push @cases, [ $what, "tap:a$i:$name", $vname, $bad ];
 	}
+	my $rejected = stat_of($node, 'valkey_rejected');
 	my $errors = stat_of($node, 'valkey_errors');
 	my $executions = stat_of($node, 'executions');
 	my $log_before = log_size($node);
@@ -394,8 +395,10 @@ foreach my $node ($primary, $replica)
 	}
 	is(stat_of($node, 'executions') - $executions, scalar(@cases),
 		"a ($name): each rewritten entry's query ran once");
-	ok(stat_of($node, 'valkey_errors') - $errors >= @cases,
-		"a ($name): each rejection is counted in valkey_errors");
+	ok(stat_of($node, 'valkey_rejected') - $rejected >= @cases,
+		"a ($name): each rejection is counted in valkey_rejected");
+	is(stat_of($node, 'valkey_errors'), $errors,
+		"a ($name): and not as a Valkey error");
 	is(count_of(log_since($node, $log_before), $REJECTED), 1,
 		"a ($name): " . scalar(@cases) . ' rejections in one session are logged once');
 	foreach my $c (@cases)
@@ -438,7 +441,7 @@ foreach my $node ($primary, $replica)
 	{
 		my ($vname, $entry) = fill("tap:e:$name");
 		put($vname, seal($entry, int((time - $PG_EPOCH - 60) * 1e6)));
-		my $errors = stat_of($node, 'valkey_errors');
+		my $rejected = stat_of($node, 'valkey_rejected');
 		my $log_before = log_size($node);
 		my ($rows, $how) = call($node, "tap:e:$name");
 		is($rows, $expected, "e. an expired entry ($name): the right rows");
@@ -446,8 +449,8 @@ foreach my $node ($primary, $replica)
 		ok(sealed(valkey('GET', $vname))
 			  && u64(valkey('GET', $vname), $OFF{expires_at}) > (time - $PG_EPOCH) * 1e6,
 			"e. an expired entry ($name): replaced by one in date");
-		is(stat_of($node, 'valkey_errors'), $errors,
-			"e. an expired entry ($name): a plain miss, not counted as a Valkey error");
+		is(stat_of($node, 'valkey_rejected'), $rejected,
+			"e. an expired entry ($name): a plain miss, not counted as a rejection");
 		is(count_of(log_since($node, $log_before), $REJECTED), 0,
 			"e. an expired entry ($name): nor logged as a rejection");
 		($rows, $how) = call($node, "tap:e:$name");
@@ -497,7 +500,7 @@ foreach my $node ($primary, $replica)
 	# c: not sealed again: every one is rejected, each call gets the right rows.
 	{
 		my ($vname, $entry) = fill("tap:c:$name");
-		my $errors = stat_of($node, 'valkey_errors');
+		my $rejected = stat_of($node, 'valkey_rejected');
 		my $executions = stat_of($node, 'executions');
 		my $log_before = log_size($node);
 		my $session;
@@ -524,8 +527,8 @@ foreach my $node ($primary, $replica)
 		$session->quit;
 		is($right, 300, "c. 300 random rewrites, not sealed ($name): the right rows every time, each a miss")
 		  or diag(join("\n", @wrong));
-		ok(stat_of($node, 'valkey_errors') - $errors >= 300,
-			"c ($name): each rejection is counted in valkey_errors");
+		ok(stat_of($node, 'valkey_rejected') - $rejected >= 300,
+			"c ($name): each rejection is counted in valkey_rejected");
 		is(stat_of($node, 'executions') - $executions, 300, "c ($name): 300 executions");
 		is(count_of(log_since($node, $log_before), $REJECTED), 1,
 			"c ($name): 300 rejections in one session are logged once");
@@ -605,12 +608,12 @@ foreach my $node ($primary, $replica)
 
 	# Each cluster with its own file: neither takes the other's entries.
 	my ($vname) = fill('tap:f1');
-	my $errors = stat_of($other, 'valkey_errors');
+	my $rejected = stat_of($other, 'valkey_rejected');
 	my $log_before = log_size($other);
 	my ($rows, $how) = call($other, 'tap:f1');
 	is($rows, $expected, "f. the other cluster, its own secret: the right rows");
 	is($how, 'led', "f. the other cluster, its own secret: the primary's entry is a miss");
-	ok(stat_of($other, 'valkey_errors') > $errors, 'f. the rejection is counted there');
+	ok(stat_of($other, 'valkey_rejected') > $rejected, 'f. the rejection is counted there');
 	is(count_of(log_since($other, $log_before), $REJECTED), 1, 'f. and logged there');
 	ok(!sealed(valkey('GET', $vname)), "f. Valkey now holds the other cluster's entry, not sealed with the primary's secret");
 	($rows, $how) = call($primary, 'tap:f1');
@@ -635,6 +638,28 @@ foreach my $node ($primary, $replica)
 	ok($rows eq $expected && $how eq 'led', 'f. the setting unset again: a miss');
 	survived($other, 'f', $log_from);
 	$other->stop;
+}
+
+# g: a database still on extension 0.1, answered by this library: its
+# stampede_stats has no valkey_rejected, and counts rejections in
+# valkey_errors, as 0.1 did.
+{
+	$primary->safe_psql('postgres', 'CREATE DATABASE on_0_1');
+	$primary->safe_psql('on_0_1', "CREATE EXTENSION stampede VERSION '0.1'");
+	my $old_stats = "SELECT valkey_errors FROM stampede_stats";
+	my $old_errors = $primary->safe_psql('on_0_1', $old_stats);
+	my $rejected = stat_of($primary, 'valkey_rejected');
+	my ($vname) = fill('tap:g');
+	put($vname, 'written by someone without the secret');
+	my ($rows, $how) = call($primary, 'tap:g');
+	ok($rows eq $expected && $how eq 'led', 'g. a rejected entry: a miss, the right rows');
+	is(stat_of($primary, 'valkey_rejected') - $rejected, 1, 'g. counted in valkey_rejected (0.2)');
+	is($primary->safe_psql('on_0_1', $old_stats) - $old_errors, 1,
+		'g. and in valkey_errors in a database on 0.1');
+	is($primary->safe_psql('on_0_1',
+			"SELECT count(*) FROM pg_attribute WHERE attrelid = 'stampede_stats'::regclass "
+			  . "AND attname = 'valkey_rejected'"),
+		0, 'g. the 0.1 view has no valkey_rejected');
 }
 
 valkey_stop();
