@@ -9,7 +9,7 @@ PGFILEDESC   = "stampede - query-result cache with single flight"
 
 REGRESS      = setup basic typed_jsonb scan bad_input types security identity tenants caller_state \
                rights ddl hidden_rights hidden_ddl transactions store stats
-REGRESS_OPTS = --inputdir=. --load-extension=stampede
+REGRESS_OPTS = --inputdir=test --load-extension=stampede
 ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill \
                invalidate_in_transaction invalidate_in_trigger invalidate_old_snapshot \
                own_writes snapshot_isolation waiter_no_rights scoped_flight_error \

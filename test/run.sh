@@ -6,7 +6,7 @@
 #   fuzz           test/fuzz/run.sh: libFuzzer with ASan and UBSan on the
 #                  reading of entries from Valkey (src/entry_check.c), for
 #                  STAMPEDE_FUZZ_SECONDS (default 60); 1 test
-#   pg_regress     sql/*.sql against expected/*.out: interface, bad input,
+#   pg_regress     test/sql/*.sql against test/expected/*.out: interface, bad input,
 #                  types, rights, store, stats
 #   isolation      test/isolation/specs: leader and waiters interleaved
 #   sessions       test/sessions.py: 50 real sessions, cancel, timeouts,
@@ -204,7 +204,7 @@ done
 
 log "a server without shared_preload_libraries"
 PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT suite plain 1 \
-	"$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \
+	"$PGXS_DIR/src/test/regress/pg_regress" --inputdir=test --outputdir="$W/plain-out" \
 	--bindir="$PG_BINDIR" --load-extension=stampede --dbname=contrib_regression \
 	not_preloaded
 [ -s "$W/plain-out/regression.diffs" ] && cat "$W/plain-out/regression.diffs"
