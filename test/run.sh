@@ -195,8 +195,8 @@ for t in "$T"/test/t/*.pl; do
 done
 
 log "a server without shared_preload_libraries"
-suite plain 1 make_in_tree installcheck-not-preloaded
-save_output plain-out output_not_preloaded
+suite not-preloaded 1 make_in_tree installcheck-not-preloaded
+save_output not-preloaded-out output_not_preloaded
 show_diffs output_not_preloaded/regression.diffs
 
 # ---- The Python suites, against servers of our own (to go once they are TAP
