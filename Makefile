@@ -25,6 +25,10 @@ ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fi
                lock_timeout_wait waiter_error_leak advisory_unlock
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/stampede.conf \
                --load-extension=stampede
+# UTF8 and the C locale, whatever the caller's locale (the tests print text
+# in UTF-8).
+ENCODING     = UTF8
+NO_LOCALE    = 1
 TAP_TESTS    = 1
 PROVE_TESTS  = test/t/*.pl
 # What the not-preloaded run leaves (PGXS's clean knows the others').
