@@ -3,13 +3,13 @@
 # build it, and start/stop throwaway PostgreSQL clusters in a temp directory.
 #
 # PostgreSQL refuses to run as root; when we are root (CI is), the servers run
-# as the "postgres" user that Debian's packages create, and everything else
-# (building, installing, psql, pg_regress) runs as root.
+# as the "postgres" user that Debian's packages create, and so do the
+# Makefile's tests (make installcheck: initdb refuses root too); the rest
+# (building, installing, psql) runs as root.
 
 PG_MAJOR=${PG_MAJOR:-15}
 PG_BINDIR=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PG_BINDIR/pg_config
-PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
 STAMPEDE_PACKAGES=(build-essential pkg-config "postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
 	postgresql-contrib libhiredis-dev redis-server python3 python3-psycopg2 libipc-run-perl
 	clang-14 libclang-rt-14-dev)
@@ -118,6 +118,23 @@ pg_stop() {
 	return 0
 }
 
+# copy_tree DEST: a copy in DEST of this tree's files: what git tracks and
+# what it would not ignore (new files not added yet), as they are in the
+# work tree; no build products, test output or .git.  Without git, all of
+# the tree but .git and test-logs.
+copy_tree() {
+	local dest=$1
+	mkdir -p "$dest"
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		# Files deleted from the work tree but not from the index are left out.
+		git ls-files -z --cached --others --exclude-standard |
+			while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+			tar --null -T - -cf - | tar -C "$dest" -xf -
+	else
+		tar --exclude=./.git --exclude=./test-logs -cf - . | tar -C "$dest" -xf -
+	fi
+}
+
 # A temp directory the server user can write to, removed on exit.
 make_workdir() {
 	local dir
@@ -162,16 +179,16 @@ stop_throwaway() {
 }
 
 # keep_logs DEST: copies what the workdir holds but the data directories
-# (each suite's log, the servers' logs, pg_regress's and the isolation
-# tester's output, TAP's tmp_check/log) to DEST, replacing what an earlier
-# run left there.  Readable by whoever runs this: the servers' files may
-# belong to postgres.
+# and the copy of the tree (each suite's log, the servers' logs, pg_regress's
+# and the isolation tester's output, TAP's tmp_check/log, as saved from the
+# tree after each run) to DEST, replacing what an earlier run left there.
+# Readable by whoever runs this: the servers' files may belong to postgres.
 keep_logs() {
 	local dest=$1
 	rm -rf "$dest"
 	mkdir -p "$dest"
-	tar -C "$W" --exclude=./*/data --exclude='t_*_data' --exclude='*.sock' --exclude='.s.PGSQL.*' \
-		-cf - . 2>/dev/null | tar -C "$dest" --no-same-owner --no-same-permissions -xf - ||
+	tar -C "$W" --exclude=./tree --exclude=./*/data --exclude='t_*_data' --exclude='*.sock' \
+		--exclude='.s.PGSQL.*' -cf - . 2>/dev/null | tar -C "$dest" --no-same-owner --no-same-permissions -xf - ||
 		echo "(some logs could not be copied to $dest)"
 }
 

@@ -1,36 +1,37 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds and installs stampede,
-# starts a PostgreSQL with stampede preloaded (and one without, for the
-# not-preloaded case), runs every suite against them, and stops them.
+# and runs every suite: the Makefile's (make installcheck, in parts, on
+# temporary instances pg_regress and PostgreSQL::Test::Cluster make), and
+# the Python suites against servers of its own.
 #
 #   fuzz           test/fuzz/run.sh: libFuzzer with ASan and UBSan on the
 #                  reading of entries from Valkey (src/entry_check.c), for
 #                  STAMPEDE_FUZZ_SECONDS (default 60); 1 test
-#   pg_regress     sql/*.sql against expected/*.out: interface, bad input,
-#                  types, rights, store, stats
-#   isolation      test/isolation/specs: leader and waiters interleaved
-#   sessions       test/sessions.py: 50 real sessions, cancel, timeouts,
-#                  terminated leaders, max_wait, databases
-#   valkey mode    pg_regress, isolation and sessions again with
-#                  stampede.valkey_url set (not the local store's test):
-#                  every promise holds with Valkey too
-#   valkey         test/valkey.py: the Valkey connection against redis-server
-#                  on 127.0.0.1 (AUTH, unix socket, circuit breaker, a hung
-#                  server, statement_timeout and cancel, who sees the URL),
-#                  Valkey alone on the server without preloading, and
-#                  independent clusters sharing through one namespace
-#   valkey flight  test/valkey_flight.py: a primary and its streaming replica
-#                  sharing one Valkey (rows read across, PUBLISH wake-up,
-#                  max_wait, the leader's error, garbage in Valkey,
-#                  invalidation, EVALSHA)
-#   TAP            test/t/*.pl (PostgreSQL::Test::Cluster): a primary and its
-#                  replica of their own and a redis-server with a password:
-#                  100 sessions, a terminated leader, a query longer than
-#                  lock_timeout, a cancelled waiter, Valkey stopped and back
-#   not_preloaded  the error and hint without shared_preload_libraries
+#   pg_regress     make installcheck-regress: test/sql/*.sql against
+#                  test/expected/*.out: interface, bad input, types, rights,
+#                  store, stats
+#   isolation      make installcheck-isolation: test/isolation/specs,
+#                  leader and waiters interleaved
+#   valkey mode    pg_regress and isolation again with stampede.valkey_url
+#                  set (not the local store's test), against a redis-server
+#                  of our own: every promise holds with Valkey too
+#   TAP            make prove_installcheck, one test/t/*.pl at a time
+#                  (PostgreSQL::Test::Cluster): servers and a redis-server of
+#                  their own: single flight across a primary and its
+#                  replica sharing a Valkey, what Valkey holds is untrusted,
+#                  Valkey failing
+#   not_preloaded  make installcheck-not-preloaded: the error and hint
+#                  without shared_preload_libraries
+#   Python         test/sessions.py (again in Valkey mode), test/valkey.py,
+#                  test/valkey_flight.py, against servers started here
 #
-# With PG_CFLAGS=-fsanitize=address (see the README) the servers run with
-# the sanitizer's runtime preloaded, and any report fails the run.
+# The Makefile's targets run as the server user (initdb refuses root: postgres
+# when we are root) in a copy of the tree in the workdir, which that user may
+# enter (the clone may not be: /root, or a home of mode 700).
+#
+# With PG_CFLAGS=-fsanitize=address (see the README) every server starts
+# with SERVER_ENV (pg_regress's and TAP's too: they inherit make's
+# environment), and any report fails the run.
 #
 # Ends with "N passed, M failed"; exits non-zero unless all passed.  A suite
 # that stops before its end counts the tests it did not run as failed.  When
@@ -42,14 +43,6 @@ source test/lib.sh
 KEEP_LOGS=$PWD/test-logs
 
 prepare_throwaway
-
-log "starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'stampede'"
-pg_start "$W/pg" "shared_preload_libraries = 'stampede'" "stampede.local_cache_size = '8MB'"
-main_host=$PGHOST main_port=$PGPORT
-log "starting PostgreSQL $PG_MAJOR without shared_preload_libraries"
-pg_start "$W/plain"
-export STAMPEDE_PLAIN_HOST=$PGHOST STAMPEDE_PLAIN_PORT=$PGPORT
-export PGHOST=$main_host PGPORT=$main_port
 
 passed=0
 failed=0
@@ -122,15 +115,34 @@ isolation=$(make_var ISOLATION)
 regress_valkey=$(echo "$regress" | sed 's/\bstore\b//')
 words() { echo $#; }
 
-# save_output DIR FILE...: a copy in $W/DIR of the FILEs (pg_regress's or the
-# isolation tester's output) that exist, since a later run replaces them.
+# The tree the Makefile's targets run in, as the server user.
+T=$W/tree
+copy_tree "$T"
+if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$T"; fi
+
+# make_in_tree TARGET [VAR=VALUE...]: make TARGET in $T as the server user,
+# with SERVER_ENV (the servers pg_regress and TAP start inherit it) and our
+# PGOPTIONS (the Valkey mode's) passed on.
+make_in_tree() {
+	as_server_user_in "$T" env "${SERVER_ENV[@]}" PATH="$PATH" PGOPTIONS="${PGOPTIONS:-}" \
+		make -s --no-print-directory PG_CONFIG="$PG_CONFIG" "$@"
+}
+
+# save_output DIR FILE...: a copy in $W/DIR of the FILEs of $T (pg_regress's,
+# the isolation tester's or TAP's output and the logs of their servers)
+# that exist, since a later run replaces them.
 save_output() {
 	local dir=$W/$1 f
 	shift
 	mkdir -p "$dir"
 	for f in "$@"; do
-		if [ -e "$f" ]; then cp -R "$f" "$dir/"; fi
+		if [ -e "$T/$f" ]; then cp -R "$T/$f" "$dir/"; fi
 	done
+}
+
+# show_diffs FILE: what pg_regress or the isolation tester found different.
+show_diffs() {
+	if [ -s "$T/$1" ]; then cat "$T/$1"; fi
 }
 
 log "fuzzing the reading of entries from Valkey (test/fuzz)"
@@ -138,36 +150,71 @@ log "fuzzing the reading of entries from Valkey (test/fuzz)"
 # $W, so that what a finding leaves is kept with the logs.
 suite fuzz closing env TMPDIR="$W" test/fuzz/run.sh "${STAMPEDE_FUZZ_SECONDS:-60}"
 
-rm -rf results output_iso regression.diffs regression.out
+# pg_regress and the isolation tester in two runs: in one, a failed
+# pg_regress would skip the isolation tests.
 log "pg_regress"
 # shellcheck disable=SC2086
-suite regress "$(words $regress)" make -s PG_CONFIG="$PG_CONFIG" installcheck ISOLATION=
-save_output regress-out results regression.diffs regression.out
-[ -s regression.diffs ] && cat regression.diffs
+suite regress "$(words $regress)" make_in_tree installcheck-regress
+save_output regress-out results regression.diffs regression.out log
+show_diffs regression.diffs
 
 log "isolation tests"
 # shellcheck disable=SC2086
-suite isolation "$(words $isolation)" make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS=
+suite isolation "$(words $isolation)" make_in_tree installcheck-isolation
 save_output isolation-out output_iso
-[ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
+show_diffs output_iso/regression.diffs
+
+log "pg_regress and isolation again, in Valkey mode (all but the local store's test)"
+valkey_start "$W/valkey"
+export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
+# shellcheck disable=SC2086
+suite regress-valkey "$(words $regress_valkey)" \
+	make_in_tree installcheck-regress REGRESS="$regress_valkey"
+save_output regress-valkey-out results regression.diffs regression.out log
+show_diffs regression.diffs
+# shellcheck disable=SC2086
+suite isolation-valkey "$(words $isolation)" make_in_tree installcheck-isolation
+save_output isolation-valkey-out output_iso
+show_diffs output_iso/regression.diffs
+unset PGOPTIONS
+valkey_stop
+
+log "TAP (test/t)"
+# One script at a time, so that each is tallied by its own plan;
+# prove_installcheck empties tmp_check first, so its log is saved after each.
+for t in "$T"/test/t/*.pl; do
+	t=$(basename "$t" .pl)
+	failed_before=$failed
+	suite "tap-$t" tap make_in_tree prove_installcheck PROVE_TESTS="test/t/$t.pl" PROVE_FLAGS=-v
+	save_output "tap-$t-out" tmp_check/log
+	# What a script dies of goes to its own log only.
+	if [ "$failed" -ne "$failed_before" ] && [ -f "$T/tmp_check/log/regress_log_$t" ]; then
+		echo "(the end of tmp_check/log/regress_log_$t:)"
+		tail -n 20 "$T/tmp_check/log/regress_log_$t"
+	fi
+done
+
+log "a server without shared_preload_libraries"
+suite not-preloaded 1 make_in_tree installcheck-not-preloaded
+save_output not-preloaded-out output_not_preloaded
+show_diffs output_not_preloaded/regression.diffs
+
+# ---- The Python suites, against servers of our own (to go once they are TAP
+# ---- tests in test/t, which the loop above runs).
+log "starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'stampede'"
+pg_start "$W/pg" "shared_preload_libraries = 'stampede'" "stampede.local_cache_size = '8MB'"
+main_host=$PGHOST main_port=$PGPORT
+log "starting PostgreSQL $PG_MAJOR without shared_preload_libraries"
+pg_start "$W/plain"
+export STAMPEDE_PLAIN_HOST=$PGHOST STAMPEDE_PLAIN_PORT=$PGPORT
+export PGHOST=$main_host PGPORT=$main_port
 
 log "concurrent sessions"
 suite sessions closing /usr/bin/python3 test/sessions.py
 
-log "pg_regress, isolation and sessions again, in Valkey mode (all but the local store's test)"
-valkey_start "$W/valkey"
-rm -rf results output_iso regression.diffs regression.out
+log "concurrent sessions again, in Valkey mode"
+valkey_start "$W/valkey-sessions"
 export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
-# Two runs, as above: in one, a failed pg_regress would skip the isolation tests.
-# shellcheck disable=SC2086
-suite regress-valkey "$(words $regress_valkey)" \
-	make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS="$regress_valkey" ISOLATION=
-save_output regress-valkey-out results regression.diffs regression.out
-[ -s regression.diffs ] && cat regression.diffs
-# shellcheck disable=SC2086
-suite isolation-valkey "$(words $isolation)" make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS=
-save_output isolation-valkey-out output_iso
-[ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 suite sessions-valkey closing /usr/bin/python3 test/sessions.py
 unset PGOPTIONS
 valkey_stop
@@ -176,53 +223,29 @@ log "Valkey connection"
 suite valkey closing /usr/bin/python3 test/valkey.py
 
 log "single flight across a primary and its replica sharing a Valkey"
-a_host=$PGHOST a_port=$PGPORT
 pg_start_replica "$W/b"
 export STAMPEDE_B_HOST=$PGHOST STAMPEDE_B_PORT=$PGPORT
-export PGHOST=$a_host PGPORT=$a_port
+export PGHOST=$main_host PGPORT=$main_port
 suite valkey_flight closing /usr/bin/python3 test/valkey_flight.py
+# ---- The end of the Python suites.
 
-log "TAP: two servers sharing a Valkey with a password (test/t)"
-# PostgreSQL::Test::Cluster makes its own servers, which may not run as root:
-# prove runs as the server user, from $W/tap with a copy of test/t, since
-# that user may not enter the clone.  It reads nothing else of the clone.
-mkdir -p "$W/tap/t"
-cp test/t/*.pl "$W/tap/t/"
-if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$W/tap"; fi
-for t in "$W"/tap/t/*.pl; do
-	t=$(basename "$t" .pl)
-	failed_before=$failed
-	suite "tap-$t" tap as_server_user_in "$W/tap" env "${SERVER_ENV[@]}" PATH="$PATH" \
-		PERL5LIB="$PGXS_DIR/src/test/perl" TESTDIR="$W/tap" \
-		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" prove -v "t/$t.pl"
-	# What a script dies of goes to its own log only.
-	if [ "$failed" -ne "$failed_before" ] && [ -f "$W/tap/tmp_check/log/regress_log_$t" ]; then
-		echo "(the end of tmp_check/log/regress_log_$t:)"
-		tail -n 20 "$W/tap/tmp_check/log/regress_log_$t"
-	fi
-done
-
-log "a server without shared_preload_libraries"
-PGHOST=$STAMPEDE_PLAIN_HOST PGPORT=$STAMPEDE_PLAIN_PORT suite plain 1 \
-	"$PGXS_DIR/src/test/regress/pg_regress" --inputdir=. --outputdir="$W/plain-out" \
-	--bindir="$PG_BINDIR" --load-extension=stampede --dbname=contrib_regression \
-	not_preloaded
-[ -s "$W/plain-out/regression.diffs" ] && cat "$W/plain-out/regression.diffs"
-
-# Built with AddressSanitizer: every report any server (or TAP's) wrote is a
-# failure, whatever the suites said.
+# Built with AddressSanitizer: every report any server wrote is a failure,
+# whatever the suites said.
 if asan_build; then
 	log "AddressSanitizer reports"
 	stop_throwaway
 	asan_check() {
 		local reports
-		# Backends that loaded the runtime late write to their server's log.
-		reports=$(grep -l 'ERROR: AddressSanitizer' "$ASAN_DIR"/asan.* "$W"/*/server.log \
-			"$W"/tap/tmp_check/log/*.log 2>/dev/null || true)
+		# Backends that loaded the runtime late write to their server's log:
+		# ours (server.log), pg_regress's (log/postmaster.log) and TAP's
+		# (tmp_check/log), as saved in $W/*-out.
+		reports=$(grep -rl 'ERROR: AddressSanitizer' "$ASAN_DIR" "$W"/*/server.log "$W"/*-out \
+			2>/dev/null || true)
 		if [ -z "$reports" ]; then
 			echo "ok 1 - no AddressSanitizer report from any server"
 		else
 			echo "not ok 1 - AddressSanitizer reports in: $reports"
+			# shellcheck disable=SC2086
 			head -n 40 $reports
 		fi
 	}

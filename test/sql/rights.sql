@@ -372,7 +372,7 @@ RESET ROLE;
 
 -- A policy that depends on role membership; the membership revoked.
 CREATE TABLE rights_docs (grp name, body text);
-INSERT INTO rights_docs VALUES ('regress_stampede_grp2', 'group doc'), ('postgres', 'other');
+INSERT INTO rights_docs VALUES ('regress_stampede_grp2', 'group doc'), (current_user, 'other');
 ALTER TABLE rights_docs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY rights_member ON rights_docs USING (pg_has_role(current_user, grp, 'member'));
 GRANT SELECT ON rights_docs TO regress_stampede_r3;

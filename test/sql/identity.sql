@@ -347,13 +347,19 @@ RESET ROLE;
 SELECT * FROM stampede_cached('id:priv', $$SELECT has_table_privilege('regress_hidden', 'SELECT') AS p, nextval('runs') > 0 AS ran$$,
     '5 minutes') AS t(p bool, ran bool);
 SELECT ran() AS runs_one_per_role;
-SELECT * FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
+-- initdb's superuser is named after whoever ran initdb: shown as "superuser".
+SELECT rolname AS superuser FROM pg_roles WHERE oid = 10 \gset
+SELECT CASE cu WHEN :'superuser' THEN 'superuser' ELSE cu END AS cu, CASE su WHEN :'superuser' THEN 'superuser' ELSE su END AS su
+    FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
 SET ROLE regress_stampede_t1;
-SELECT * FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
+SELECT CASE cu WHEN :'superuser' THEN 'superuser' ELSE cu END AS cu, CASE su WHEN :'superuser' THEN 'superuser' ELSE su END AS su
+    FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
 SET SESSION AUTHORIZATION regress_stampede_m;
-SELECT * FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
+SELECT CASE cu WHEN :'superuser' THEN 'superuser' ELSE cu END AS cu, CASE su WHEN :'superuser' THEN 'superuser' ELSE su END AS su
+    FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
 RESET SESSION AUTHORIZATION;
-SELECT * FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
+SELECT CASE cu WHEN :'superuser' THEN 'superuser' ELSE cu END AS cu, CASE su WHEN :'superuser' THEN 'superuser' ELSE su END AS su
+    FROM stampede_cached('id:whoami', $$SELECT current_user::text AS cu, session_user::text AS su$$, '5 minutes') AS t(cu text, su text);
 SELECT stampede_cached_jsonb('id:pg-has-role', $$SELECT pg_has_role('regress_stampede_m', 'USAGE') AS m$$, '5 minutes');
 SET ROLE regress_stampede_m;
 SELECT stampede_cached_jsonb('id:pg-has-role', $$SELECT pg_has_role('regress_stampede_m', 'USAGE') AS m$$, '5 minutes');
