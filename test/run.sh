@@ -9,24 +9,21 @@
 #   pg_regress     sql/*.sql against expected/*.out: interface, bad input,
 #                  types, rights, store, stats
 #   isolation      test/isolation/specs: leader and waiters interleaved
-#   sessions       test/sessions.py: 50 real sessions, cancel, timeouts,
-#                  terminated leaders, max_wait, databases
-#   valkey mode    pg_regress, isolation and sessions again with
-#                  stampede.valkey_url set (not the local store's test):
-#                  every promise holds with Valkey too
-#   valkey         test/valkey.py: the Valkey connection against redis-server
-#                  on 127.0.0.1 (AUTH, unix socket, circuit breaker, a hung
-#                  server, statement_timeout and cancel, who sees the URL),
-#                  Valkey alone on the server without preloading, and
-#                  independent clusters sharing through one namespace
-#   valkey flight  test/valkey_flight.py: a primary and its streaming replica
-#                  sharing one Valkey (rows read across, PUBLISH wake-up,
-#                  max_wait, the leader's error, garbage in Valkey,
-#                  invalidation, EVALSHA)
-#   TAP            test/t/*.pl (PostgreSQL::Test::Cluster): a primary and its
-#                  replica of their own and a redis-server with a password:
-#                  100 sessions, a terminated leader, a query longer than
-#                  lock_timeout, a cancelled waiter, Valkey stopped and back
+#   valkey mode    pg_regress and isolation again with stampede.valkey_url
+#                  set (not the local store's test): every promise holds
+#                  with Valkey too
+#   TAP            test/t/*.pl (PostgreSQL::Test::Cluster, helpers in
+#                  test/perl/StampedeTest.pm), servers and redis-servers of
+#                  their own: 50 real sessions in both modes (cancel,
+#                  timeouts, terminated leaders, max_wait, databases), the
+#                  Valkey connection (AUTH, unix socket, circuit breaker, a
+#                  hung server, statement_timeout and cancel, who sees the
+#                  URL), Valkey alone without preloading, clusters sharing
+#                  through one namespace, and a primary and its replica
+#                  sharing a Valkey (100 sessions, terminated and slow
+#                  leaders, PUBLISH wake-up, max_wait, errors, garbage and
+#                  tampering in Valkey, invalidation, EVALSHA, Valkey
+#                  stopped, paused and back)
 #   not_preloaded  the error and hint without shared_preload_libraries
 #
 # With PG_CFLAGS=-fsanitize=address (see the README) the servers run with
@@ -151,10 +148,7 @@ suite isolation "$(words $isolation)" make -s PG_CONFIG="$PG_CONFIG" installchec
 save_output isolation-out output_iso
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
 
-log "concurrent sessions"
-suite sessions closing /usr/bin/python3 test/sessions.py
-
-log "pg_regress, isolation and sessions again, in Valkey mode (all but the local store's test)"
+log "pg_regress and isolation again, in Valkey mode (all but the local store's test)"
 valkey_start "$W/valkey"
 rm -rf results output_iso regression.diffs regression.out
 export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
@@ -168,32 +162,23 @@ save_output regress-valkey-out results regression.diffs regression.out
 suite isolation-valkey "$(words $isolation)" make -s PG_CONFIG="$PG_CONFIG" installcheck REGRESS=
 save_output isolation-valkey-out output_iso
 [ -s output_iso/regression.diffs ] && cat output_iso/regression.diffs
-suite sessions-valkey closing /usr/bin/python3 test/sessions.py
 unset PGOPTIONS
 valkey_stop
 
-log "Valkey connection"
-suite valkey closing /usr/bin/python3 test/valkey.py
-
-log "single flight across a primary and its replica sharing a Valkey"
-a_host=$PGHOST a_port=$PGPORT
-pg_start_replica "$W/b"
-export STAMPEDE_B_HOST=$PGHOST STAMPEDE_B_PORT=$PGPORT
-export PGHOST=$a_host PGPORT=$a_port
-suite valkey_flight closing /usr/bin/python3 test/valkey_flight.py
-
-log "TAP: two servers sharing a Valkey with a password (test/t)"
+log "TAP: servers and redis-servers of their own (test/t)"
 # PostgreSQL::Test::Cluster makes its own servers, which may not run as root:
-# prove runs as the server user, from $W/tap with a copy of test/t, since
-# that user may not enter the clone.  It reads nothing else of the clone.
-mkdir -p "$W/tap/t"
+# prove runs as the server user, from $W/tap with a copy of test/t and
+# test/perl, since that user may not enter the clone.  It reads nothing else
+# of the clone.
+mkdir -p "$W/tap/t" "$W/tap/perl"
 cp test/t/*.pl "$W/tap/t/"
+cp test/perl/*.pm "$W/tap/perl/"
 if [ "$(id -u)" -eq 0 ]; then chown -R postgres: "$W/tap"; fi
 for t in "$W"/tap/t/*.pl; do
 	t=$(basename "$t" .pl)
 	failed_before=$failed
 	suite "tap-$t" tap as_server_user_in "$W/tap" env "${SERVER_ENV[@]}" PATH="$PATH" \
-		PERL5LIB="$PGXS_DIR/src/test/perl" TESTDIR="$W/tap" \
+		PERL5LIB="$PGXS_DIR/src/test/perl:$W/tap/perl" TESTDIR="$W/tap" \
 		PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" prove -v "t/$t.pl"
 	# What a script dies of goes to its own log only.
 	if [ "$failed" -ne "$failed_before" ] && [ -f "$W/tap/tmp_check/log/regress_log_$t" ]; then
