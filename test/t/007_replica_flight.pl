@@ -25,7 +25,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use StampedeTest qw(primary_and_replica stat_of call_sql start_call call_result
-  close_gate open_gate gated_query gate_waiters);
+  close_gate open_gate gated_query waiting_on);
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -66,7 +66,12 @@ sub on
 	return $node->safe_psql('postgres', join('', map { "SET $_;\n" } settings(%settings)) . $sql);
 }
 
-sub call { my ($key, $query) = @_; return call_sql("$key", $query // 'SELECT 1::bigint AS run FROM pg_sleep(0.3)'); }
+# A call for KEY, of QUERY (by default one that takes 0.3 s).
+sub call
+{
+	my ($key, $query) = @_;
+	return call_sql($key, $query // 'SELECT 1::bigint AS run FROM pg_sleep(0.3)');
+}
 
 my $gated = gated_query($GATE);
 
@@ -75,8 +80,8 @@ sub leader_at_gate
 {
 	my ($key, $query, %settings) = @_;
 	my $gate = close_gate($a, $GATE);
-	my ($leader) = start_call($a, call($key, $query // $gated), settings(%settings));
-	$a->poll_query_until('postgres', "SELECT " . "count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objid = $GATE AND NOT granted")
+	my ($leader, $pid) = start_call($a, call($key, $query // $gated), settings(%settings));
+	$a->poll_query_until('postgres', waiting_on($pid, $GATE))
 	  or die 'the leader did not reach the gate';
 	return ($gate, $leader);
 }
@@ -111,7 +116,13 @@ sub commands
 
 my %cases;
 my @order;
-sub case { my ($name, $code) = @_; push @order, $name; $cases{$name} = $code; }
+# Each case runs with a fresh redis-server of its own, in this order.
+sub case
+{
+	my ($name, $code) = @_;
+	push @order, $name;
+	$cases{$name} = $code;
+}
 
 case 'the other server reads the rows from Valkey' => sub {
 	my $first = on($a, call('vf:shared'));
