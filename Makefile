@@ -24,7 +24,8 @@ REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check --temp-config=test/stam
 ISOLATION    = leader_waiters leader_fails leader_cancelled invalidate_during_fill \
                invalidate_in_transaction invalidate_in_trigger invalidate_old_snapshot \
                own_writes snapshot_isolation waiter_no_rights scoped_flight_error \
-               lock_timeout_wait waiter_error_leak advisory_unlock
+               lock_timeout_wait waiter_error_leak advisory_unlock leader_statement_timeout \
+               max_wait_execute
 ISOLATION_OPTS = --inputdir=test/isolation --temp-instance=tmp_check_iso --temp-config=test/stampede.conf \
                --load-extension=stampede
 # UTF8 and the C locale, whatever the caller's locale (the tests print text

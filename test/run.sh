@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds and installs stampede,
-# and runs every suite: the Makefile's (make installcheck, in parts, on
-# temporary instances pg_regress and PostgreSQL::Test::Cluster make), and
-# the Python suites against servers of its own.
+# and runs every suite: the fuzzer, and the Makefile's (make installcheck,
+# in parts, on temporary instances pg_regress and PostgreSQL::Test::Cluster
+# make).
 #
 #   fuzz           test/fuzz/run.sh: libFuzzer with ASan and UBSan on the
 #                  reading of entries from Valkey (src/entry_check.c), for
@@ -16,14 +16,20 @@
 #                  set (not the local store's test), against a redis-server
 #                  of our own: every promise holds with Valkey too
 #   TAP            make prove_installcheck, one test/t/*.pl at a time
-#                  (PostgreSQL::Test::Cluster): servers and a redis-server of
-#                  their own: single flight across a primary and its
-#                  replica sharing a Valkey, what Valkey holds is untrusted,
-#                  Valkey failing
+#                  (PostgreSQL::Test::Cluster, helpers in
+#                  test/perl/StampedeTest.pm), servers and redis-servers of
+#                  their own: 50 real sessions in both modes (cancel,
+#                  timeouts, terminated leaders, max_wait, databases), the
+#                  Valkey connection (AUTH, unix socket, circuit breaker, a
+#                  hung server, statement_timeout and cancel, who sees the
+#                  URL), Valkey alone without preloading, clusters sharing
+#                  through one namespace, a primary and its replica sharing
+#                  a Valkey (100 sessions, terminated and slow leaders,
+#                  PUBLISH wake-up, max_wait, errors, garbage and tampering
+#                  in Valkey, invalidation, EVALSHA, Valkey stopped, paused
+#                  and back), the lease worker
 #   not_preloaded  make installcheck-not-preloaded: the error and hint
 #                  without shared_preload_libraries
-#   Python         test/sessions.py (again in Valkey mode), test/valkey.py,
-#                  test/valkey_flight.py, against servers started here
 #
 # The Makefile's targets run as the server user (initdb refuses root: postgres
 # when we are root) in a copy of the tree in the workdir, which that user may
@@ -198,36 +204,6 @@ log "a server without shared_preload_libraries"
 suite not-preloaded 1 make_in_tree installcheck-not-preloaded
 save_output not-preloaded-out output_not_preloaded
 show_diffs output_not_preloaded/regression.diffs
-
-# ---- The Python suites, against servers of our own (to go once they are TAP
-# ---- tests in test/t, which the loop above runs).
-log "starting PostgreSQL $PG_MAJOR with shared_preload_libraries = 'stampede'"
-pg_start "$W/pg" "shared_preload_libraries = 'stampede'" "stampede.local_cache_size = '8MB'"
-main_host=$PGHOST main_port=$PGPORT
-log "starting PostgreSQL $PG_MAJOR without shared_preload_libraries"
-pg_start "$W/plain"
-export STAMPEDE_PLAIN_HOST=$PGHOST STAMPEDE_PLAIN_PORT=$PGPORT
-export PGHOST=$main_host PGPORT=$main_port
-
-log "concurrent sessions"
-suite sessions closing /usr/bin/python3 test/sessions.py
-
-log "concurrent sessions again, in Valkey mode"
-valkey_start "$W/valkey-sessions"
-export PGOPTIONS="-c stampede.valkey_url=redis://127.0.0.1:$VALKEY_PORT"
-suite sessions-valkey closing /usr/bin/python3 test/sessions.py
-unset PGOPTIONS
-valkey_stop
-
-log "Valkey connection"
-suite valkey closing /usr/bin/python3 test/valkey.py
-
-log "single flight across a primary and its replica sharing a Valkey"
-pg_start_replica "$W/b"
-export STAMPEDE_B_HOST=$PGHOST STAMPEDE_B_PORT=$PGPORT
-export PGHOST=$main_host PGPORT=$main_port
-suite valkey_flight closing /usr/bin/python3 test/valkey_flight.py
-# ---- The end of the Python suites.
 
 # Built with AddressSanitizer: every report any server wrote is a failure,
 # whatever the suites said.

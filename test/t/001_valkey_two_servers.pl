@@ -22,84 +22,28 @@ use warnings;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StampedeTest qw(primary_and_replica stat_of call_sql start_call wait_output
+  close_gate gated_query leader_at_gate stampede_locks);
 use Test::More;
 use Time::HiRes qw(time);
 
 my $GATE = 881;
 my $password = 'tap-s3cret';
-my $valkey_port = PostgreSQL::Test::Cluster::get_free_port();
-my $valkey_dir = PostgreSQL::Test::Utils::tempdir();
-my $valkey;
+my $valkey = StampedeTest::Valkey->new(password => $password);
+my $valkey_port = $valkey->port;
 
-sub valkey_cli
-{
-	my @cmd = ('redis-cli', '-h', '127.0.0.1', '-p', $valkey_port,
-		'--no-auth-warning', '-a', $password, @_);
-	my ($out, $err) = ('', '');
-	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
-	chomp $out;
-	return $out;
-}
-
-sub valkey_start
-{
-	$valkey = IPC::Run::start(
-		[
-			'redis-server', '--port', $valkey_port, '--bind', '127.0.0.1',
-			'--save', '', '--appendonly', 'no', '--requirepass', $password,
-			'--dir', $valkey_dir
-		],
-		'>', "$valkey_dir/valkey.log", '2>&1');
-	foreach (1 .. 300)
-	{
-		return if valkey_cli('PING') eq 'PONG';
-		select(undef, undef, undef, 0.05);
-	}
-	BAIL_OUT('redis-server did not start');
-}
-
-sub valkey_stop
-{
-	return unless $valkey;
-	$valkey->signal('TERM');
-	$valkey->finish;
-	$valkey = undef;
-}
-
-# Stop redis-server whatever happens (the servers stop themselves).
-END { valkey_stop(); }
-
-valkey_start();
-
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'stampede'
+my ($primary, $replica) = primary_and_replica(
+	qq{
 max_connections = 130
-stampede.valkey_url = 'redis://:$password\@127.0.0.1:$valkey_port'
+stampede.valkey_url = '@{[ $valkey->url ]}'
 stampede.backoff_base = '20ms'
 stampede.backoff_max = '200ms'
 stampede.valkey_retry_interval = '200ms'
 });
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION stampede');
-$primary->backup('base');
-
-my $replica = PostgreSQL::Test::Cluster->new('replica');
-$replica->init_from_backup($primary, 'base', has_streaming => 1);
-$replica->start;
-$primary->wait_for_catchup($replica);
 ok($replica->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 't',
 	'the second server is a streaming replica of the first');
 
 my @servers = ($primary, $replica);
-
-sub stat_of
-{
-	my ($node, $column) = @_;
-	return $node->safe_psql('postgres', "SELECT $column FROM stampede_stats");
-}
 
 sub executions
 {
@@ -108,54 +52,12 @@ sub executions
 	return $sum;
 }
 
-sub call_sql
-{
-	my ($key, $query) = @_;
-	return "SELECT * FROM stampede_cached('$key', \$q\$$query\$q\$, '5 minutes') "
-	  . "AS t(run bigint)";
-}
+my $gated = gated_query($GATE);
 
-# A session that runs a call in the background: returns the session and its pid.
-sub start_call
-{
-	my ($node, $sql, @settings) = @_;
-	my $session = $node->background_psql('postgres', on_error_stop => 0);
-	$session->query_safe('\set VERBOSITY verbose');
-	$session->query_safe("SET $_") foreach @settings;
-	my $pid = $session->query_safe('SELECT pg_backend_pid()');
-	$session->query_until(qr/started/, "\\echo started\n$sql;\n");
-	return ($session, $pid);
-}
-
-# Wait for a background call's output (or error) to match $re; the time it came.
-sub wait_output
-{
-	my ($session, $re, $stream) = @_;
-	pump_until($session->{run}, $session->{timeout}, \$session->{$stream}, $re);
-	return time;
-}
-
-# Close the gate (the primary's advisory lock that the leader's query waits for).
-sub close_gate
-{
-	my $gate = $primary->background_psql('postgres');
-	$gate->query_safe("SELECT pg_advisory_lock($GATE)");
-	return $gate;
-}
-
-# A query that waits at the gate on the primary (the replica's advisory locks
-# are its own: there it passes), and returns a value of its own run.
-my $gated = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS run "
-  . "FROM pg_advisory_xact_lock_shared($GATE)";
-
-sub leader_at_gate
+sub leader_on_primary
 {
 	my ($key) = @_;
-	my ($leader, $pid) = start_call($primary, call_sql($key, $gated));
-	$primary->poll_query_until('postgres',
-		"SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objid = $GATE AND NOT granted"
-	) or die 'the leader did not reach the gate';
-	return ($leader, $pid);
+	return leader_at_gate($primary, $GATE, call_sql($key, $gated));
 }
 
 sub waiter_on_replica
@@ -172,22 +74,15 @@ sub waiter_on_replica
 # How many scripts (EVALSHA and EVAL) Valkey has run.
 sub script_calls
 {
-	my $stats = valkey_cli('INFO', 'commandstats');
+	my $stats = $valkey->cli('INFO', 'commandstats');
 	my $sum = 0;
 	$sum += $1 while $stats =~ /^cmdstat_eval(?:sha)?:calls=(\d+)/mg;
 	return $sum;
 }
 
-sub stampede_locks
-{
-	my ($node) = @_;
-	return $node->safe_psql('postgres',
-		"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 21332");
-}
-
 # ---- 100 sessions over both servers, one cold key: one execution ----
 {
-	my $script = "$valkey_dir/herd.sql";
+	my $script = $valkey->dir . "/herd.sql";
 	PostgreSQL::Test::Utils::append_to_file($script, call_sql('tap:herd',
 		'SELECT 42::bigint AS run FROM pg_sleep(0.3)') . " \\gset\n"
 		  . "\\if :run != 42\nSELECT 1 / 0;\n\\endif\n");
@@ -225,8 +120,8 @@ sub stampede_locks
 
 # ---- a terminated leader: the other server's waiter takes over at once ----
 {
-	my $gate = close_gate();
-	my ($leader, $leader_pid) = leader_at_gate('tap:terminated');
+	my $gate = close_gate($primary, $GATE);
+	my ($leader, $leader_pid) = leader_on_primary('tap:terminated');
 	my ($waiter) = waiter_on_replica('tap:terminated', $gated);
 	my $terminated = time;
 	$primary->safe_psql('postgres', "SELECT pg_terminate_backend($leader_pid)");
@@ -259,8 +154,8 @@ sub stampede_locks
 
 # ---- a waiter cancelled in its backoff: 57014 at once, no lock left ----
 {
-	my $gate = close_gate();
-	my ($leader) = leader_at_gate('tap:cancel');
+	my $gate = close_gate($primary, $GATE);
+	my ($leader) = leader_on_primary('tap:cancel');
 	my ($waiter, $waiter_pid) = waiter_on_replica('tap:cancel', $gated);
 	my $cancelled = time;
 	$replica->safe_psql('postgres', "SELECT pg_cancel_backend($waiter_pid)");
@@ -272,7 +167,7 @@ sub stampede_locks
 	my ($rows) = $leader->{stdout} =~ /^(\d+)$/m;
 	is($replica->safe_psql('postgres', call_sql('tap:cancel', $gated)),
 		$rows, "the replica then reads the leader's rows");
-	is(valkey_cli('--scan', '--pattern', 'stampede:*:l'), '', 'no Valkey lock is left');
+	is($valkey->cli('--scan', '--pattern', 'stampede:*:l'), '', 'no Valkey lock is left');
 	$gate->quit;
 	$leader->quit;
 	$waiter->quit;
@@ -299,7 +194,7 @@ sub stampede_locks
 
 # ---- Valkey stopped mid-test, then started again ----
 {
-	valkey_stop();
+	$valkey->stop;
 	my $fallbacks = stat_of($primary, 'fallbacks');
 	my $errors = stat_of($primary, 'valkey_errors');
 	is($primary->safe_psql('postgres', call_sql('tap:down', 'SELECT 42::bigint AS run')),
@@ -313,7 +208,7 @@ sub stampede_locks
 	is($primary->safe_psql('postgres', 'SELECT mode FROM stampede_status()'),
 		'fallback', 'Valkey stopped: stampede_status says fallback');
 
-	valkey_start();
+	$valkey->start;
 	$primary->poll_query_until('postgres', 'SELECT mode = $$valkey$$ FROM stampede_status()')
 	  or die 'Valkey was not used again';
 	$primary->safe_psql('postgres', call_sql('tap:back', 'SELECT 7::bigint AS run'));
@@ -336,5 +231,5 @@ SELECT valkey_reachable::text || ' ' || coalesce(valkey_error, '') FROM stampede
 	unlike($status, qr/not-it|\Q$password\E/, 'the error shows no password');
 }
 
-valkey_stop();
+$valkey->stop;
 done_testing();

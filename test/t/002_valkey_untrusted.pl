@@ -35,10 +35,10 @@ use warnings;
 
 use Digest::SHA qw(sha256 hmac_sha256);
 use File::Spec;
-use IO::Socket::INET;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StampedeTest qw(new_node primary_and_replica stat_of);
 use Test::More;
 use Time::HiRes qw(time);
 
@@ -56,108 +56,16 @@ my $MAC_LEN = 32;
 my $PG_EPOCH = 946684800;    # 2000-01-01 in Unix time: TimestampTz's zero
 my $REJECTED = qr/stampede rejected an entry read from Valkey/;
 
-my $valkey_port = PostgreSQL::Test::Cluster::get_free_port();
-my $valkey_dir = PostgreSQL::Test::Utils::tempdir();
-my $valkey;
-my $vsock;
-
-# ---- Valkey: a redis-server of our own, and a binary-safe RESP client ----
-
-sub resp_read
-{
-	my $line = <$vsock>;
-	die 'Valkey closed the connection' unless defined $line;
-	$line =~ s/\r\n\z//;
-	my ($type, $rest) = (substr($line, 0, 1), substr($line, 1));
-	return $rest if $type eq '+';
-	die "Valkey: $rest" if $type eq '-';
-	return $rest + 0 if $type eq ':';
-	if ($type eq '$')
-	{
-		return undef if $rest < 0;
-		my $buf = '';
-		while (length($buf) < $rest + 2)
-		{
-			my $n = read($vsock, $buf, $rest + 2 - length($buf), length($buf));
-			die 'Valkey closed the connection' unless $n;
-		}
-		return substr($buf, 0, $rest);
-	}
-	if ($type eq '*')
-	{
-		return undef if $rest < 0;
-		return [ map { resp_read() } 1 .. $rest ];
-	}
-	die "Valkey: unexpected reply \"$line\"";
-}
-
-sub valkey
-{
-	my @args = @_;
-	unless ($vsock)
-	{
-		$vsock = IO::Socket::INET->new(
-			PeerAddr => '127.0.0.1',
-			PeerPort => $valkey_port,
-			Proto => 'tcp') or return undef;
-		binmode $vsock;
-		$vsock->autoflush(1);
-	}
-	my $msg = '*' . scalar(@args) . "\r\n";
-	$msg .= '$' . length($_) . "\r\n$_\r\n" foreach @args;
-	print $vsock $msg;
-	return resp_read();
-}
-
-sub valkey_start
-{
-	$valkey = IPC::Run::start(
-		[
-			'redis-server', '--port', $valkey_port, '--bind', '127.0.0.1',
-			'--save', '', '--appendonly', 'no', '--dir', $valkey_dir
-		],
-		'>', "$valkey_dir/valkey.log", '2>&1');
-	foreach (1 .. 300)
-	{
-		my $pong = eval { valkey('PING') };
-		return if defined $pong && $pong eq 'PONG';
-		undef $vsock;
-		select(undef, undef, undef, 0.05);
-	}
-	BAIL_OUT('redis-server did not start');
-}
-
-sub valkey_stop
-{
-	return unless $valkey;
-	$valkey->signal('TERM');
-	$valkey->finish;
-	$valkey = undef;
-}
-
-END { valkey_stop(); }
-
-valkey_start();
+my $valkey = StampedeTest::Valkey->new;
 
 # ---- the servers ----
 
 my $conf = qq{
-shared_preload_libraries = 'stampede'
-stampede.valkey_url = 'redis://127.0.0.1:$valkey_port'
+stampede.valkey_url = '@{[ $valkey->url ]}'
 stampede.namespace = 'shared'
 };
 
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', $conf);
-$primary->start;
-$primary->safe_psql('postgres', 'CREATE EXTENSION stampede');
-$primary->backup('base');
-
-my $replica = PostgreSQL::Test::Cluster->new('replica');
-$replica->init_from_backup($primary, 'base', has_streaming => 1);
-$replica->start;
-$primary->wait_for_catchup($replica);
+my ($primary, $replica) = primary_and_replica($conf);
 is($replica->safe_psql('postgres', 'SELECT pg_is_in_recovery()'),
 	't', 'the second server is a streaming replica of the first');
 
@@ -233,19 +141,11 @@ my $TEXT_HEADER = 4;    # in the first row's data
 sub call_sql
 {
 	my ($key, $query, $cols) = @_;
-	$query //= $QUERY;
-	$cols //= $COLS;
-	return "SELECT * FROM stampede_cached('$key', \$q\$$query\$q\$, '5 minutes') AS t($cols)";
+	return StampedeTest::call_sql($key, $query // $QUERY, $cols // $COLS);
 }
 
 my $expected = $primary->safe_psql('postgres', $QUERY);
 is($replica->safe_psql('postgres', $QUERY), $expected, 'the query has the same rows on both');
-
-sub stat_of
-{
-	my ($node, $column) = @_;
-	return $node->safe_psql('postgres', "SELECT $column FROM stampede_stats");
-}
 
 # A call in a session of its own: its rows and how it was answered.
 sub call
@@ -260,7 +160,7 @@ sub call
 
 my %entry_names;    # Valkey name => 1, for each entry name seen so far
 
-sub entry_names { return @{ valkey('KEYS', 'stampede:*:v') }; }
+sub entry_names { return @{ $valkey->command('KEYS', 'stampede:*:v') }; }
 $entry_names{$_} = 1 foreach entry_names();
 
 # Fill a key with a call on the primary: the Valkey name and bytes of its entry.
@@ -273,13 +173,13 @@ sub fill
 	my @new = grep { !$entry_names{$_} } entry_names();
 	die "filling $key left " . scalar(@new) . ' new entries in Valkey' unless @new == 1;
 	$entry_names{ $new[0] } = 1;
-	return ($new[0], valkey('GET', $new[0]));
+	return ($new[0], $valkey->command('GET', $new[0]));
 }
 
 sub put
 {
 	my ($name, $bytes) = @_;
-	valkey('SET', $name, $bytes, 'PX', 300000);
+	$valkey->command('SET', $name, $bytes, 'PX', 300000);
 }
 
 sub log_size { return -s $_[0]->logfile; }
@@ -390,7 +290,7 @@ foreach my $node ($primary, $replica)
 		my ($rows, $how) = splice(@out, 0, 2);
 		is($rows, $expected, "a. $what ($name): the right rows");
 		is($how, 'led', "a. $what ($name): a miss");
-		my $now = valkey('GET', $vname);
+		my $now = $valkey->command('GET', $vname);
 		ok($now ne $bad && sealed($now), "a. $what ($name): the entry is replaced by a sealed one");
 	}
 	is(stat_of($node, 'executions') - $executions, scalar(@cases),
@@ -415,7 +315,7 @@ foreach my $node ($primary, $replica)
 		my ($rows, $how) = call($node, "tap:a-mine:$name");
 		is($rows, $expected, "a. another key's entry ($name): the right rows");
 		is($how, 'led', "a. another key's entry ($name): a miss");
-		ok(valkey('GET', $vname) ne $theirs, "a. another key's entry ($name): replaced");
+		ok($valkey->command('GET', $vname) ne $theirs, "a. another key's entry ($name): replaced");
 		($rows, $how) = call($node, "tap:a-mine:$name");
 		ok($rows eq $expected && $how eq 'hit', "a. another key's entry ($name): the next call is a hit");
 	}
@@ -446,8 +346,8 @@ foreach my $node ($primary, $replica)
 		my ($rows, $how) = call($node, "tap:e:$name");
 		is($rows, $expected, "e. an expired entry ($name): the right rows");
 		is($how, 'led', "e. an expired entry ($name): a miss");
-		ok(sealed(valkey('GET', $vname))
-			  && u64(valkey('GET', $vname), $OFF{expires_at}) > (time - $PG_EPOCH) * 1e6,
+		ok(sealed($valkey->command('GET', $vname))
+			  && u64($valkey->command('GET', $vname), $OFF{expires_at}) > (time - $PG_EPOCH) * 1e6,
 			"e. an expired entry ($name): replaced by one in date");
 		is(stat_of($node, 'valkey_rejected'), $rejected,
 			"e. an expired entry ($name): a plain miss, not counted as a rejection");
@@ -588,18 +488,14 @@ foreach my $node ($primary, $replica)
 			  . "$outcome{other} hits with other rows, $outcome{error} errors)")
 		  or diag(join("\n", @bad));
 		diag(join("\n", @bad)) if @bad && $calls == 300;
-		valkey('DEL', $vname);
+		$valkey->command('DEL', $vname);
 		survived($node, 'd', $log_from);
 	}
 }
 
 # ---- f: an independent cluster in the same namespace ----
 {
-	my $other = PostgreSQL::Test::Cluster->new('other');
-	$other->init;
-	$other->append_conf('postgresql.conf', $conf);
-	$other->start;
-	$other->safe_psql('postgres', 'CREATE EXTENSION stampede');
+	my $other = new_node('other', $conf);
 	$started{other} = $other->safe_psql('postgres', 'SELECT pg_postmaster_start_time()');
 	my $log_from = log_size($other);
 	isnt(slurp_file($other->data_dir . '/stampede_secret'), $secret,
@@ -615,7 +511,7 @@ foreach my $node ($primary, $replica)
 	is($how, 'led', "f. the other cluster, its own secret: the primary's entry is a miss");
 	ok(stat_of($other, 'valkey_rejected') > $rejected, 'f. the rejection is counted there');
 	is(count_of(log_since($other, $log_before), $REJECTED), 1, 'f. and logged there');
-	ok(!sealed(valkey('GET', $vname)), "f. Valkey now holds the other cluster's entry, not sealed with the primary's secret");
+	ok(!sealed($valkey->command('GET', $vname)), "f. Valkey now holds the other cluster's entry, not sealed with the primary's secret");
 	($rows, $how) = call($primary, 'tap:f1');
 	ok($rows eq $expected && $how eq 'led', "f. the primary does not take the other cluster's entry either");
 
@@ -662,5 +558,5 @@ foreach my $node ($primary, $replica)
 		0, 'g. the 0.1 view has no valkey_rejected');
 }
 
-valkey_stop();
+$valkey->stop;
 done_testing();

@@ -31,159 +31,41 @@ use warnings;
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StampedeTest qw(primary_and_replica stat_of call_sql start_call wait_output
+  close_gate open_gate gated_query leader_at_gate);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
 my $GATE = 882;
 my $password = 'tap-s3cret';
-my $valkey_port = PostgreSQL::Test::Cluster::get_free_port();
-my $valkey_dir = PostgreSQL::Test::Utils::tempdir();
-my $valkey;
+my $valkey = StampedeTest::Valkey->new(password => $password, debug => 1);
+my $valkey_dir = $valkey->dir;
 
 # The settings of postgresql.conf, in seconds, for the bounds below.
 my $valkey_timeout = 0.5;
 my $lock_timeout = 3;
 my $retry_interval = 0.2;
 
-sub valkey_cli
-{
-	my @cmd = ('redis-cli', '-h', '127.0.0.1', '-p', $valkey_port,
-		'--no-auth-warning', '-a', $password, @_);
-	my ($out, $err) = ('', '');
-	IPC::Run::run(\@cmd, '>', \$out, '2>', \$err);
-	chomp $out;
-	return $out;
-}
+sub lock_keys { return $valkey->names('stampede:*:l'); }
+sub entry_keys { return $valkey->names('stampede:*:v'); }
 
-# A redis-cli command in the background (DEBUG SLEEP blocks its client).
-sub valkey_cli_start
-{
-	my ($out, $err) = ('', '');
-	return IPC::Run::start(
-		[
-			'redis-cli', '-h', '127.0.0.1', '-p', $valkey_port,
-			'--no-auth-warning', '-a', $password, @_
-		],
-		'>', \$out, '2>', \$err);
-}
-
-# Does Valkey answer a PING within 300 ms?  (Not during DEBUG SLEEP.)
-sub valkey_answers
-{
-	my ($out, $err) = ('', '');
-	IPC::Run::run(
-		[
-			'timeout', '0.3', 'redis-cli', '-h', '127.0.0.1', '-p', $valkey_port,
-			'--no-auth-warning', '-a', $password, 'PING'
-		],
-		'>', \$out, '2>', \$err);
-	return $out =~ /PONG/;
-}
-
-sub valkey_start
-{
-	# DEBUG (SLEEP) is refused by default since Redis 7; local clients only.
-	$valkey = IPC::Run::start(
-		[
-			'redis-server', '--port', $valkey_port, '--bind', '127.0.0.1',
-			'--save', '', '--appendonly', 'no', '--requirepass', $password,
-			'--dir', $valkey_dir, '--enable-debug-command', 'local'
-		],
-		'>>', "$valkey_dir/valkey.log", '2>&1');
-	foreach (1 .. 300)
-	{
-		return if valkey_cli('PING') eq 'PONG';
-		sleep(0.05);
-	}
-	BAIL_OUT('redis-server did not start');
-}
-
-sub valkey_stop
-{
-	return unless $valkey;
-	$valkey->signal('TERM');
-	$valkey->finish;
-	$valkey = undef;
-}
-
-# Stop redis-server whatever happens (the servers stop themselves).
-END { valkey_stop(); }
-
-sub lock_keys
-{
-	return grep { length } split /\n/, valkey_cli('--scan', '--pattern', 'stampede:*:l');
-}
-
-sub entry_keys
-{
-	return grep { length } split /\n/, valkey_cli('--scan', '--pattern', 'stampede:*:v');
-}
-
-valkey_start();
-
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'stampede'
+my ($primary, $replica) = primary_and_replica(
+	qq{
 max_connections = 60
-stampede.valkey_url = 'redis://:$password\@127.0.0.1:$valkey_port'
+stampede.valkey_url = '@{[ $valkey->url ]}'
 stampede.backoff_base = '20ms'
 stampede.backoff_max = '200ms'
 stampede.valkey_timeout = '500ms'
 stampede.lock_timeout = '3s'
 stampede.valkey_retry_interval = '200ms'
-});
-$primary->start;
-$primary->safe_psql(
-	'postgres', q{
-CREATE EXTENSION stampede;
+}, q{
 CREATE TABLE tap_inval (v int);   INSERT INTO tap_inval VALUES (1);
 CREATE TABLE tap_outage (v int);  INSERT INTO tap_outage VALUES (1);
 CREATE TABLE tap_outage2 (v int); INSERT INTO tap_outage2 VALUES (1);
 CREATE ROLE tap_plain LOGIN;
 });
-$primary->backup('base');
-
-my $replica = PostgreSQL::Test::Cluster->new('replica');
-$replica->init_from_backup($primary, 'base', has_streaming => 1);
-$replica->start;
-$primary->wait_for_catchup($replica);
 ok($replica->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 't',
 	'the second server is a streaming replica of the first');
-
-sub stat_of
-{
-	my ($node, $column) = @_;
-	return $node->safe_psql('postgres', "SELECT $column FROM stampede_stats");
-}
-
-sub call_sql
-{
-	my ($key, $query) = @_;
-	return "SELECT * FROM stampede_cached('$key', \$q\$$query\$q\$, '5 minutes') "
-	  . "AS t(run bigint)";
-}
-
-# A session that runs a call in the background: returns the session and its pid.
-sub start_call
-{
-	my ($node, $sql, @settings) = @_;
-	my $session = $node->background_psql('postgres', on_error_stop => 0);
-	$session->query_safe('\set VERBOSITY verbose');
-	$session->query_safe("SET $_") foreach @settings;
-	my $pid = $session->query_safe('SELECT pg_backend_pid()');
-	$session->query_until(qr/started/, "\\echo started\n$sql;\n");
-	return ($session, $pid);
-}
-
-# Wait for a background call's output (or error) to match $re; the time it came.
-sub wait_output
-{
-	my ($session, $re, $stream) = @_;
-	pump_until($session->{run}, $session->{timeout}, \$session->{$stream}, $re);
-	return time;
-}
 
 # A query in a background session: its output and what it wrote to stderr.
 sub session_query
@@ -194,34 +76,12 @@ sub session_query
 	return ($out, $session->{stderr});
 }
 
-# Close the gate (the primary's advisory lock that the leader's query waits for).
-sub close_gate
-{
-	my $gate = $primary->background_psql('postgres');
-	$gate->query_safe("SELECT pg_advisory_lock($GATE)");
-	return $gate;
-}
+my $gated = gated_query($GATE);
 
-sub open_gate
-{
-	my ($gate) = @_;
-	$gate->query_safe("SELECT pg_advisory_unlock($GATE)");
-	$gate->quit;
-}
-
-# A query that waits at the gate on the primary (the replica's advisory locks
-# are its own: there it passes), and returns a value of its own run.
-my $gated = "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS run "
-  . "FROM pg_advisory_xact_lock_shared($GATE)";
-
-sub leader_at_gate
+sub leader_on_primary
 {
 	my ($key) = @_;
-	my ($leader, $pid) = start_call($primary, call_sql($key, $gated));
-	$primary->poll_query_until('postgres',
-		"SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND objid = $GATE AND NOT granted"
-	) or die 'the leader did not reach the gate';
-	return ($leader, $pid);
+	return leader_at_gate($primary, $GATE, call_sql($key, $gated));
 }
 
 # The one Valkey lock there is (the leader's), once it is there.
@@ -306,8 +166,8 @@ sub backoff_superuser_only
 # By the idle timeout: the leader's connection idles through a 2.5 s query.
 sub idle_timeout
 {
-	valkey_cli('FLUSHALL');
-	valkey_cli('CONFIG', 'SET', 'timeout', '1');
+	$valkey->cli('FLUSHALL');
+	$valkey->cli('CONFIG', 'SET', 'timeout', '1');
 	my $slow = 'SELECT 25::bigint AS run FROM pg_sleep(2.5)';
 	my ($leader) = start_call($primary, call_sql('tap:idle', $slow));
 	$primary->poll_query_until('postgres',
@@ -319,7 +179,7 @@ sub idle_timeout
 		'idle timeout: the leader stored its rows (no "not cached" NOTICE)');
 	is(join(' ', lock_keys()), '',
 		'idle timeout: no Valkey lock is left once the leader returned');
-	valkey_cli('CONFIG', 'SET', 'timeout', '0');
+	$valkey->cli('CONFIG', 'SET', 'timeout', '0');
 	replica_hits('tap:idle', $slow, '25', 'idle timeout');
 	$leader->quit;
 }
@@ -327,11 +187,11 @@ sub idle_timeout
 # By CLIENT KILL while the leader waits at the gate.
 sub client_kill
 {
-	valkey_cli('FLUSHALL');
-	my $gate = close_gate();
-	my ($leader) = leader_at_gate('tap:killed');
+	$valkey->cli('FLUSHALL');
+	my $gate = close_gate($primary, $GATE);
+	my ($leader) = leader_on_primary('tap:killed');
 	the_lock();
-	my $killed = valkey_cli('CLIENT', 'KILL', 'TYPE', 'normal');
+	my $killed = $valkey->cli('CLIENT', 'KILL', 'TYPE', 'normal');
 	ok($killed >= 1, "CLIENT KILL TYPE normal dropped $killed connections (the leader's among them)");
 	open_gate($gate);
 	wait_output($leader, qr/^\d+$/m, 'stdout');
@@ -346,17 +206,17 @@ sub client_kill
 # ---- 1b. the leader's store fails: its lease is dropped, its lock goes ----
 sub client_pause
 {
-	valkey_cli('FLUSHALL');
-	my $gate = close_gate();
-	my ($leader) = leader_at_gate('tap:paused');
+	$valkey->cli('FLUSHALL');
+	my $gate = close_gate($primary, $GATE);
+	my ($leader) = leader_on_primary('tap:paused');
 	my $lock = the_lock();
 	my $read_at = time;
-	my $pttl = valkey_cli('PTTL', $lock);
+	my $pttl = $valkey->cli('PTTL', $lock);
 	# The latest the lock would expire by itself, with no renewal from now on.
 	my $expires_at = $read_at + $pttl / 1000;
 	my $pause = 1;    # > stampede.valkey_timeout, < what the lock has left
 	my $paused_at = time;
-	is(valkey_cli('CLIENT', 'PAUSE', $pause * 1000, 'ALL'), 'OK', 'CLIENT PAUSE 1000 ALL');
+	is($valkey->cli('CLIENT', 'PAUSE', $pause * 1000, 'ALL'), 'OK', 'CLIENT PAUSE 1000 ALL');
 	my $opened = time;
 	open_gate($gate);
 	my $returned = wait_output($leader, qr/^\d+$/m, 'stdout');
@@ -370,7 +230,7 @@ sub client_pause
 	my $deadline = $paused_at + $pause + $lock_timeout + 0.5;
 	while (time < $deadline)
 	{
-		my $now = valkey_cli('PTTL', $lock);
+		my $now = $valkey->cli('PTTL', $lock);
 		$answered_at //= time;
 		if ($now == -2)
 		{
@@ -407,7 +267,7 @@ sub client_pause
 # ---- 3. stampede_invalidate while this backend's circuit is open ----
 sub invalidate_circuit_open
 {
-	valkey_cli('FLUSHALL');
+	$valkey->cli('FLUSHALL');
 	my $query = 'SELECT v::bigint AS run FROM tap_inval';
 	my $call = call_sql('tap:inval', $query);
 	my $s = $primary->background_psql('postgres', on_error_stop => 0);
@@ -419,10 +279,10 @@ sub invalidate_circuit_open
 	my $entry = $entries[0] // 'none';
 
 	# One command of this session times out: its circuit opens.
-	my $sleeper = valkey_cli_start('DEBUG', 'SLEEP', '1.5');
+	my $sleeper = $valkey->cli_start('DEBUG', 'SLEEP', '1.5');
 	foreach (1 .. 100)
 	{
-		last unless valkey_answers();
+		last unless $valkey->answers;
 		sleep(0.02);
 	}
 	my $errors = stat_of($primary, 'valkey_errors');
@@ -449,7 +309,7 @@ sub invalidate_circuit_open
 	my $deadline = time + 1.5 + 3 + 3;
 	while (time < $deadline)
 	{
-		if (valkey_cli('EXISTS', $entry) eq '0')
+		if ($valkey->cli('EXISTS', $entry) eq '0')
 		{
 			$gone = 1;
 			last;
@@ -469,7 +329,7 @@ sub invalidate_circuit_open
 # ---- 2. 20 clients over both servers through DEBUG SLEEP and CLIENT PAUSE ----
 sub load
 {
-	valkey_cli('FLUSHALL');
+	$valkey->cli('FLUSHALL');
 	my $clients = 10;
 	my $transactions = 30;
 	my $wrong = "$valkey_dir/wrong_rows";
@@ -526,9 +386,9 @@ sub load
 	# The faults, each one once the load has run a while (fixed waits: the
 	# load runs by itself, nothing here is ordered by them).
 	sleep(1);
-	valkey_cli('DEBUG', 'SLEEP', '2');
+	$valkey->cli('DEBUG', 'SLEEP', '2');
 	sleep(1);
-	valkey_cli('CLIENT', 'PAUSE', '1500', 'ALL');
+	$valkey->cli('CLIENT', 'PAUSE', '1500', 'ALL');
 	sleep(1.5);
 	my $faults_done = time;
 	ok((grep { still_running($_->[0]) } @runs) == 2,
@@ -588,7 +448,7 @@ sub load
 		sleep(0.1);
 	}
 	ok($gone, 'load: no Valkey lock is left (within stampede.lock_timeout + 2 s)')
-	  or diag('left: ' . join(' ', map { "$_ (PTTL " . valkey_cli('PTTL', $_) . ')' } lock_keys()));
+	  or diag('left: ' . join(' ', map { "$_ (PTTL " . $valkey->cli('PTTL', $_) . ')' } lock_keys()));
 }
 
 # ---- 4. an outage, an invalidation elsewhere, a second outage ----
@@ -599,13 +459,13 @@ sub outage_round
 	my $call = call_sql($key, $query);
 	my $what = $notice ? 'the primary noticed Valkey back' : 'the primary made no call in between';
 
-	valkey_stop();
+	$valkey->stop;
 	my $errors = stat_of($primary, 'valkey_errors');
 	is($primary->safe_psql('postgres', $call), '1', "outage ($what): the primary reads 1");
 	ok(stat_of($primary, 'valkey_errors') > $errors,
 		"outage ($what): the primary fell back (a local copy of 1)");
 
-	valkey_start();
+	$valkey->start;
 	my $up_at = time;
 	if ($notice)
 	{
@@ -621,7 +481,7 @@ sub outage_round
 	$replica->safe_psql('postgres', "SELECT stampede_invalidate('$key')");
 	# Valkey stays up about a second in all.
 	sleep($up_at + 1 - time) if time < $up_at + 1;
-	valkey_stop();
+	$valkey->stop;
 
 	is($primary->safe_psql('postgres', $call), '2',
 		"second outage ($what): the primary reads 2, not its local copy of 1");
@@ -646,5 +506,5 @@ foreach my $scenario (@scenarios)
 	&$scenario();
 }
 
-valkey_stop();
+$valkey->stop;
 done_testing();
