@@ -140,8 +140,10 @@ my_leases(void)
 
 /*
  * Publish a lock this backend now holds in the Valkey at url, for renewal.
- * Returns its slot, or -1 when none is free (the lock is then not renewed).
- * A backend's leases are all in one Valkey: its setting, for its call.
+ * Returns its slot, or -1 when none is free (the lock is then not renewed),
+ * or when the backend's other leases are in another Valkey: a backend's
+ * leases share one URL (a nested call under another stampede.valkey_url,
+ * set by a function's SET clause, is that rare case).
  */
 int
 StampedeLeaseAdd(const char *url, const char *key, const char *token, int64 px_ms)
@@ -156,7 +158,13 @@ StampedeLeaseAdd(const char *url, const char *key, const char *token, int64 px_m
 	{
 		if (!mine->leases[i].used)
 		{
-			slot = i;
+			if (slot < 0)
+				slot = i;
+		}
+		else if (strcmp(mine->url, url) != 0)
+		{
+			/* A nested flight in another Valkey: its lock is not renewed. */
+			slot = -1;
 			break;
 		}
 	}
