@@ -1,11 +1,12 @@
--- stampede 0.1 -> 0.2: stampede_stats gains valkey_rejected, the entries
--- read from Valkey and refused (not sealed with this server's secret, or
--- changed), which 0.1 counted in valkey_errors.
+-- stampede 0.1 -> 0.2: stampede_stats gains valkey_rejected, the calls that
+-- refused an entry read from Valkey (not sealed with this server's secret,
+-- or changed), which 0.1 counted in valkey_errors.
 \echo Use "ALTER EXTENSION stampede UPDATE TO '0.2'" to load this file. \quit
 
 -- The view is replaced in place, not dropped, so that what was granted on it,
--- and views built on it, stay: first onto a function with the new columns...
-CREATE FUNCTION stampede_stats_raw_next(
+-- and views built on it, stay: first onto a function with the new columns
+-- (a name no one else would choose: it lives only during the update)...
+CREATE FUNCTION stampede_stats_raw_during_update_to_0_2(
     OUT requests bigint,
     OUT hits bigint,
     OUT misses bigint,
@@ -20,12 +21,12 @@ CREATE FUNCTION stampede_stats_raw_next(
     OUT invalidations bigint,
     OUT valkey_hits bigint,
     OUT valkey_errors bigint,
-    OUT valkey_rejected bigint,
     OUT entries bigint,
     OUT store_bytes_used bigint,
     OUT store_bytes_total bigint,
     OUT store_max_entries bigint,
-    OUT stats_reset timestamptz)
+    OUT stats_reset timestamptz,
+    OUT valkey_rejected bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'stampede_stats_raw_0_2'
 LANGUAGE C VOLATILE PARALLEL SAFE;
@@ -42,35 +43,54 @@ SELECT requests, hits, misses, executions, lock_waits,
        entries, store_bytes_used, store_bytes_total, store_max_entries,
        stats_reset,
        valkey_rejected
-FROM stampede_stats_raw_next();
+FROM stampede_stats_raw_during_update_to_0_2();
 
--- ... then stampede_stats_raw() itself gets them, and the view goes back to it.
-DROP FUNCTION stampede_stats_raw();
-
-CREATE FUNCTION stampede_stats_raw(
-    OUT requests bigint,
-    OUT hits bigint,
-    OUT misses bigint,
-    OUT executions bigint,
-    OUT lock_waits bigint,
-    OUT wait_time_us bigint,
-    OUT timeouts bigint,
-    OUT fallbacks bigint,
-    OUT errors bigint,
-    OUT not_stored bigint,
-    OUT evictions bigint,
-    OUT invalidations bigint,
-    OUT valkey_hits bigint,
-    OUT valkey_errors bigint,
-    OUT valkey_rejected bigint,
-    OUT entries bigint,
-    OUT store_bytes_used bigint,
-    OUT store_bytes_total bigint,
-    OUT store_max_entries bigint,
-    OUT stats_reset timestamptz)
-RETURNS record
-AS 'MODULE_PATHNAME', 'stampede_stats_raw_0_2'
-LANGUAGE C VOLATILE PARALLEL SAFE;
+-- ... then stampede_stats_raw() itself gets them, with what was granted or
+-- revoked on it (dropping it would lose that), and the view goes back to it.
+-- A view of yours that reads stampede_stats_raw() directly stops the update
+-- here, by name: drop it, update, and create it again.
+DO $update$
+DECLARE
+    acl aclitem[] := (SELECT proacl FROM pg_proc WHERE oid = 'stampede_stats_raw()'::regprocedure);
+    item record;
+BEGIN
+    DROP FUNCTION stampede_stats_raw();
+    CREATE FUNCTION stampede_stats_raw(
+        OUT requests bigint,
+        OUT hits bigint,
+        OUT misses bigint,
+        OUT executions bigint,
+        OUT lock_waits bigint,
+        OUT wait_time_us bigint,
+        OUT timeouts bigint,
+        OUT fallbacks bigint,
+        OUT errors bigint,
+        OUT not_stored bigint,
+        OUT evictions bigint,
+        OUT invalidations bigint,
+        OUT valkey_hits bigint,
+        OUT valkey_errors bigint,
+        OUT entries bigint,
+        OUT store_bytes_used bigint,
+        OUT store_bytes_total bigint,
+        OUT store_max_entries bigint,
+        OUT stats_reset timestamptz,
+        OUT valkey_rejected bigint)
+    RETURNS record
+    AS 'MODULE_PATHNAME', 'stampede_stats_raw_0_2'
+    LANGUAGE C VOLATILE PARALLEL SAFE;
+    IF acl IS NOT NULL THEN
+        REVOKE ALL ON FUNCTION stampede_stats_raw() FROM PUBLIC;
+        FOR item IN SELECT grantee, privilege_type, is_grantable FROM aclexplode(acl) LOOP
+            EXECUTE format('GRANT %s ON FUNCTION stampede_stats_raw() TO %s%s',
+                           item.privilege_type,
+                           CASE WHEN item.grantee = 0 THEN 'PUBLIC'
+                                ELSE item.grantee::regrole::text END,
+                           CASE WHEN item.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+        END LOOP;
+    END IF;
+END
+$update$;
 
 CREATE OR REPLACE VIEW stampede_stats AS
 SELECT requests, hits, misses, executions, lock_waits,
@@ -86,4 +106,4 @@ SELECT requests, hits, misses, executions, lock_waits,
        valkey_rejected
 FROM stampede_stats_raw();
 
-DROP FUNCTION stampede_stats_raw_next();
+DROP FUNCTION stampede_stats_raw_during_update_to_0_2();

@@ -50,18 +50,20 @@ CREATE FUNCTION stampede_stats_raw(
     OUT invalidations bigint,
     OUT valkey_hits bigint,
     OUT valkey_errors bigint,
-    OUT valkey_rejected bigint,
     OUT entries bigint,
     OUT store_bytes_used bigint,
     OUT store_bytes_total bigint,
     OUT store_max_entries bigint,
-    OUT stats_reset timestamptz)
+    OUT stats_reset timestamptz,
+    OUT valkey_rejected bigint)
 RETURNS record
 AS 'MODULE_PATHNAME', 'stampede_stats_raw_0_2'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 
--- valkey_rejected comes last: 0.1's columns keep their places, so that an
--- update replaces the view in place (its grants and the views built on it stay).
+-- valkey_rejected comes last, in the function and in the view: 0.1's columns
+-- keep their places, so that an update replaces the view in place (its grants
+-- and the views built on it stay), and a dump of a 0.1 database, whose views
+-- name this function's columns by position, restores onto 0.2 unchanged.
 CREATE VIEW stampede_stats AS
 SELECT requests, hits, misses, executions, lock_waits,
        round(wait_time_us / 1000.0, 3) AS wait_time_ms,

@@ -36,7 +36,7 @@
 typedef enum StatsVersion
 {
 	STATS_V0_1,					/* 19 columns; refused entries in valkey_errors */
-	STATS_V0_2					/* 20: valkey_rejected after valkey_errors */
+	STATS_V0_2					/* 20: valkey_rejected last (see the SQL) */
 } StatsVersion;
 
 /* A counter by its name in 0.1: valkey_errors then counted refused entries too. */
@@ -58,8 +58,7 @@ stats_raw(FunctionCallInfo fcinfo, StatsVersion version)
 	TupleDesc	tupdesc;
 	Datum		values[1 + STAT_NUM_COUNTERS + 5];
 	bool		nulls[1 + STAT_NUM_COUNTERS + 5] = {0};
-	int			ncounters = version == STATS_V0_1 ? STAT_VALKEY_REJECTED : STAT_NUM_COUNTERS;
-	int			ncolumns = 1 + ncounters + 5;
+	int			ncolumns = version == STATS_V0_1 ? 19 : 20;
 	uint64		sums[STAT_NUM_COUNTERS];
 	TimestampTz reset_time;
 	StampedeLocalUsage usage;
@@ -79,9 +78,13 @@ stats_raw(FunctionCallInfo fcinfo, StatsVersion version)
 		PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 	}
 
-	/* requests, then the counters in the order of StampedeCounter */
+	/*
+	 * requests, the counters of 0.1 in the order of StampedeCounter, the
+	 * store's gauges, stats_reset; then the counters added since, each
+	 * version's after the last, so that a column keeps its place.
+	 */
 	values[0] = Int64GetDatum((int64) (sums[STAT_HITS] + sums[STAT_MISSES]));
-	for (i = 1; i <= ncounters; i++)
+	for (i = 1; i <= STAT_VALKEY_REJECTED; i++)
 		values[i] = Int64GetDatum(counter_of(sums, (StampedeCounter) (i - 1), version));
 
 	StampedeLocalStoreUsage(&usage);
@@ -90,6 +93,8 @@ stats_raw(FunctionCallInfo fcinfo, StatsVersion version)
 	values[i++] = Int64GetDatum(usage.bytes_total);
 	values[i++] = Int64GetDatum(usage.max_entries);
 	values[i++] = TimestampTzGetDatum(reset_time);
+	if (version >= STATS_V0_2)
+		values[i++] = Int64GetDatum((int64) sums[STAT_VALKEY_REJECTED]);
 	Assert(i == ncolumns);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));

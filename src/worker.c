@@ -24,6 +24,7 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/lwlock.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -209,9 +210,28 @@ StampedeLeaseWorkerMain(Datum arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(roundcxt);
-		StampedeValkeyNewCall();	/* each round is a call of its own */
-		next = renew_due_leases(roundcxt);
-		next = earliest(next, settle_outages(roundcxt));
+
+		/*
+		 * An error in a round (out of memory, say) must not end the worker:
+		 * while it is restarted, leaders' locks go unrenewed.  Logged, and
+		 * the round is tried again in a second.
+		 */
+		PG_TRY();
+		{
+			StampedeValkeyNewCall();	/* each round is a call of its own */
+			next = renew_due_leases(roundcxt);
+			next = earliest(next, settle_outages(roundcxt));
+		}
+		PG_CATCH();
+		{
+			StampedeForgetDeadFrames();
+			MemoryContextSwitchTo(oldcxt);
+			EmitErrorReport();
+			FlushErrorState();
+			LWLockReleaseAll();
+			next = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+		}
+		PG_END_TRY();
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(roundcxt);
 	}
@@ -225,7 +245,8 @@ StampedeWorkerRegister(void)
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS;
 	bgw.bgw_start_time = BgWorkerStart_ConsistentState;
-	bgw.bgw_restart_time = 5;
+	/* Restarted at once: leaders' locks are not renewed while it is away. */
+	bgw.bgw_restart_time = 1;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stampede");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "StampedeLeaseWorkerMain");
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "stampede lease renewer");

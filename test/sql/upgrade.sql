@@ -10,10 +10,14 @@ LANGUAGE sql AS $$
            CASE d.classid
                WHEN 'pg_proc'::regclass THEN
                    pg_get_functiondef(d.objid) || ' acl ' ||
-                   (SELECT coalesce(proacl, acldefault('f', proowner))::text FROM pg_proc WHERE oid = d.objid)
+                   (SELECT array_agg(a::text ORDER BY a::text)::text
+                    FROM pg_proc, unnest(coalesce(proacl, acldefault('f', proowner))) a
+                    WHERE oid = d.objid)
                WHEN 'pg_class'::regclass THEN
                    pg_get_viewdef(d.objid) || ' acl ' ||
-                   (SELECT coalesce(relacl, acldefault('r', relowner))::text FROM pg_class WHERE oid = d.objid)
+                   (SELECT array_agg(a::text ORDER BY a::text)::text
+                    FROM pg_class, unnest(coalesce(relacl, acldefault('r', relowner))) a
+                    WHERE oid = d.objid)
                ELSE ''
            END
     FROM pg_depend d
@@ -43,16 +47,33 @@ SELECT count(*) AS columns FROM pg_attribute
 WHERE attrelid = 'stampede_stats'::regclass AND attnum > 0;
 SELECT preloaded FROM stampede_status();
 
--- What a DBA built on it: a role that may read the view, a view over it.
+-- What a DBA built on it: a role that may read the view, a view over it,
+-- the raw function kept from everyone else.
 CREATE ROLE stampede_upgrade_monitor;
 GRANT SELECT ON stampede_stats TO stampede_upgrade_monitor;
 CREATE VIEW upgrade_dashboard AS SELECT requests, hits, valkey_errors FROM stampede_stats;
+REVOKE EXECUTE ON FUNCTION stampede_stats_raw() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION stampede_stats_raw() TO stampede_upgrade_monitor;
+
+-- A view of one's own on the raw function stops the update, by name.
+CREATE VIEW upgrade_raw AS SELECT requests FROM stampede_stats_raw();
+SELECT err($$ALTER EXTENSION stampede UPDATE$$);
+SELECT extversion FROM pg_extension WHERE extname = 'stampede';
+DROP VIEW upgrade_raw;
 
 ALTER EXTENSION stampede UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'stampede';
 
--- Kept across the update, and the new column there.
+-- Kept across the update, and the new column there, last.
 SELECT has_table_privilege('stampede_upgrade_monitor', 'stampede_stats', 'SELECT') AS still_granted;
+SELECT has_function_privilege('stampede_upgrade_monitor', 'stampede_stats_raw()', 'EXECUTE')
+           AS raw_still_granted,
+       has_function_privilege('public', 'stampede_stats_raw()', 'EXECUTE') AS public_may_run;
+SELECT attnum, attname FROM pg_attribute
+WHERE attrelid = 'stampede_stats'::regclass AND attname IN ('valkey_errors', 'stats_reset', 'valkey_rejected')
+ORDER BY attnum;
+SELECT proargnames[array_length(proargnames, 1) - 1:] AS raw_last_columns
+FROM pg_proc WHERE oid = 'stampede_stats_raw()'::regprocedure;
 SELECT requests >= 0 AS dashboard_answers FROM upgrade_dashboard;
 SELECT requests, hits, executions, invalidations, valkey_rejected FROM stampede_stats;
 SELECT count(*) AS columns FROM pg_attribute
@@ -73,6 +94,8 @@ SELECT requests FROM stampede_stats;
 -- The same members, definitions and grants as a fresh install of 0.2.
 DROP VIEW upgrade_dashboard;
 REVOKE SELECT ON stampede_stats FROM stampede_upgrade_monitor;
+REVOKE EXECUTE ON FUNCTION stampede_stats_raw() FROM stampede_upgrade_monitor;
+GRANT EXECUTE ON FUNCTION stampede_stats_raw() TO PUBLIC;
 DROP ROLE stampede_upgrade_monitor;
 CREATE TEMP TABLE upgraded AS SELECT * FROM pg_temp.stampede_objects();
 DROP EXTENSION stampede;

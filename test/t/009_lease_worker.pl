@@ -8,7 +8,10 @@
 #      all the same: the wake-up is not lost in that wait, and the lock
 #      outlives several lock_timeouts while its leader runs;
 #   3. a lock_timeout of 2 ms does not make it spin: renewals are at most
-#      every 50 ms.
+#      every 50 ms;
+#   4. the worker terminated while a leader runs is restarted within a
+#      second or so, soon enough that the leader's lock (lock_timeout 3 s)
+#      does not expire.
 #
 # One server, two redis-servers: V1, where the leaders' locks are, and V2,
 # which hangs (SIGSTOP: the kernel still accepts connections, nothing
@@ -135,7 +138,8 @@ sub locks_in_v1 { my @names = $v1->names('stampede:*:l'); return scalar(@names);
 	my $until = time + 3;
 	while (time < $until)
 	{
-		push @ttls, lock_ttls();
+		my @now = lock_ttls();
+		push @ttls, @now ? @now : (-2);    # no lock at all: gone
 		sleep(0.1);
 	}
 	my @gone = grep { $_ <= 0 } @ttls;
@@ -165,6 +169,34 @@ sub locks_in_v1 { my @names = $v1->names('stampede:*:l'); return scalar(@names);
 	open_gate($gate);
 	my $r = call_result($leader);
 	like($r->{out}, qr/^\d+$/, 'the leader returns its rows');
+	$leader->quit;
+}
+
+# ---- 4. the worker terminated while a leader runs ----
+{
+	my $gate = close_gate($node, $GATE);
+	my ($leader) = leader_at_gate($node, $GATE, call_sql('worker:restart', gated_query($GATE)),
+		"stampede.lock_timeout = '3s'");
+	ok(wait_for(sub { locks_in_v1() == 1 }), 'restart: the leader holds its lock in V1');
+	my $old = $worker;
+	kill('TERM', $old);
+	ok(wait_for(sub { ($worker = worker_pid() // 0) && $worker != $old }),
+		'restart: a new worker runs');
+	my @ttls;
+	my $until = time + 6;
+	while (time < $until)
+	{
+		my @now = lock_ttls();
+		push @ttls, @now ? @now : (-2);    # no lock at all: gone
+		sleep(0.1);
+	}
+	my @gone = grep { $_ <= 0 } @ttls;
+	ok(@ttls >= 20 && !@gone,
+		'restart: the lock outlives two lock_timeouts across the restart ('
+		  . scalar(@ttls) . ' looks, lowest PTTL ' . (sort { $a <=> $b } @ttls)[0] . ')');
+	open_gate($gate);
+	my $r = call_result($leader);
+	like($r->{out}, qr/^\d+$/, 'restart: the leader returns its rows');
 	$leader->quit;
 }
 
