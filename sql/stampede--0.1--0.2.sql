@@ -5,7 +5,7 @@
 
 -- The view is replaced in place, not dropped, so that what was granted on it,
 -- and views built on it, stay: first onto a function with the new columns
--- (a name no one else would choose: it lives only during the update)...
+-- (under a name no one else would choose, until it takes the old one's)...
 CREATE FUNCTION stampede_stats_raw_during_update_to_0_2(
     OUT requests bigint,
     OUT hits bigint,
@@ -45,40 +45,16 @@ SELECT requests, hits, misses, executions, lock_waits,
        valkey_rejected
 FROM stampede_stats_raw_during_update_to_0_2();
 
--- ... then stampede_stats_raw() itself gets them, with what was granted or
--- revoked on it (dropping it would lose that), and the view goes back to it.
--- A view of yours that reads stampede_stats_raw() directly stops the update
--- here, by name: drop it, update, and create it again.
+-- ... which then takes the old one's name, and what was granted or revoked
+-- on it (dropping it loses that).  A view of yours that reads stampede_stats_raw()
+-- directly stops the update here, by name: drop it, update, create it again.
 DO $update$
 DECLARE
     acl aclitem[] := (SELECT proacl FROM pg_proc WHERE oid = 'stampede_stats_raw()'::regprocedure);
     item record;
 BEGIN
     DROP FUNCTION stampede_stats_raw();
-    CREATE FUNCTION stampede_stats_raw(
-        OUT requests bigint,
-        OUT hits bigint,
-        OUT misses bigint,
-        OUT executions bigint,
-        OUT lock_waits bigint,
-        OUT wait_time_us bigint,
-        OUT timeouts bigint,
-        OUT fallbacks bigint,
-        OUT errors bigint,
-        OUT not_stored bigint,
-        OUT evictions bigint,
-        OUT invalidations bigint,
-        OUT valkey_hits bigint,
-        OUT valkey_errors bigint,
-        OUT entries bigint,
-        OUT store_bytes_used bigint,
-        OUT store_bytes_total bigint,
-        OUT store_max_entries bigint,
-        OUT stats_reset timestamptz,
-        OUT valkey_rejected bigint)
-    RETURNS record
-    AS 'MODULE_PATHNAME', 'stampede_stats_raw_0_2'
-    LANGUAGE C VOLATILE PARALLEL SAFE;
+    ALTER FUNCTION stampede_stats_raw_during_update_to_0_2() RENAME TO stampede_stats_raw;
     IF acl IS NOT NULL THEN
         REVOKE ALL ON FUNCTION stampede_stats_raw() FROM PUBLIC;
         FOR item IN SELECT grantee, privilege_type, is_grantable FROM aclexplode(acl) LOOP
@@ -92,6 +68,8 @@ BEGIN
 END
 $update$;
 
+-- The view follows the function (by OID), but still calls it by the name it
+-- had: made again, it reads as a fresh install's.
 CREATE OR REPLACE VIEW stampede_stats AS
 SELECT requests, hits, misses, executions, lock_waits,
        round(wait_time_us / 1000.0, 3) AS wait_time_ms,
@@ -105,5 +83,3 @@ SELECT requests, hits, misses, executions, lock_waits,
        stats_reset,
        valkey_rejected
 FROM stampede_stats_raw();
-
-DROP FUNCTION stampede_stats_raw_during_update_to_0_2();
