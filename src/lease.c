@@ -227,18 +227,24 @@ StampedeLeasesDue(StampedeDueLease *due, int max, TimestampTz *next)
 		{
 			Lease		lease;
 			TimestampTz at;
+			bool		is_due;
 
 			SpinLockAcquire(&bl->mutex);
 			lease = bl->leases[i];
-			if (lease.used && now >= due_at(&lease) && n < max)
+			at = lease.used ? due_at(&lease) : 0;
+			is_due = lease.used && now >= at && n < max;
+			/* Only a due lease needs the slot's URL (1 kB). */
+			if (is_due)
 				memcpy(due[n].url, bl->url, STAMPEDE_URL_LEN);
 			SpinLockRelease(&bl->mutex);
 			if (!lease.used)
 				continue;
-			at = due_at(&lease);
-			if (now < at || n >= max)
+			if (!is_due)
 			{
-				*next = (*next == 0 || at < *next) ? Max(at, now) : *next;
+				/* Not due yet, or the batch is full (then: at once). */
+				at = Max(at, now);
+				if (*next == 0 || at < *next)
+					*next = at;
 				continue;
 			}
 			if (BackendPidGetProc(lease.pid) != &ProcGlobal->allProcs[b])

@@ -48,7 +48,6 @@ StampedeStoreRead(const StampedeStoreKey *skey, Size *len, bool *from_valkey,
 			*from_valkey = value != NULL;
 			return value;
 		}
-		*trust = TRUST_CHECKED;
 	}
 	return StampedeLocalStoreGet(skey, len, StampedeOutageEpoch());
 }
