@@ -104,6 +104,23 @@ sub evalsha_calls
 sub lock_ttls { return map { $v1->cli('PTTL', $_) } $v1->names('stampede:*:l'); }
 sub locks_in_v1 { my @names = $v1->names('stampede:*:l'); return scalar(@names); }
 
+# Watch the leader's lock in V1 every 100 ms for SECONDS: how many looks,
+# and the lowest PTTL seen (-2 when there was no lock at all: it was gone).
+sub watch_lock
+{
+	my ($seconds) = @_;
+	my @ttls;
+	my $until = time + $seconds;
+	while (time < $until)
+	{
+		my @now = lock_ttls();
+		push @ttls, @now ? @now : (-2);
+		sleep(0.1);
+	}
+	my ($lowest) = sort { $a <=> $b } @ttls;
+	return (scalar(@ttls), $lowest // -2);
+}
+
 # ---- 1. idle, it sleeps ----
 {
 	my $before = wakeups();
@@ -134,18 +151,9 @@ sub locks_in_v1 { my @names = $v1->names('stampede:*:l'); return scalar(@names);
 	$v2->resume;
 
 	# For three lock_timeouts, the lock stays: it is renewed.
-	my @ttls;
-	my $until = time + 3;
-	while (time < $until)
-	{
-		my @now = lock_ttls();
-		push @ttls, @now ? @now : (-2);    # no lock at all: gone
-		sleep(0.1);
-	}
-	my @gone = grep { $_ <= 0 } @ttls;
-	ok(@ttls >= 10 && !@gone,
-		'the lock outlives three lock_timeouts while its leader runs ('
-		  . scalar(@ttls) . ' looks, lowest PTTL ' . (sort { $a <=> $b } @ttls)[0] . ')');
+	my ($looks, $lowest) = watch_lock(3);
+	ok($looks >= 10 && $lowest > 0,
+		"the lock outlives three lock_timeouts while its leader runs ($looks looks, lowest PTTL $lowest)");
 
 	open_gate($gate);
 	my $r = call_result($leader);
@@ -182,18 +190,9 @@ sub locks_in_v1 { my @names = $v1->names('stampede:*:l'); return scalar(@names);
 	kill('TERM', $old);
 	ok(wait_for(sub { ($worker = worker_pid() // 0) && $worker != $old }),
 		'restart: a new worker runs');
-	my @ttls;
-	my $until = time + 6;
-	while (time < $until)
-	{
-		my @now = lock_ttls();
-		push @ttls, @now ? @now : (-2);    # no lock at all: gone
-		sleep(0.1);
-	}
-	my @gone = grep { $_ <= 0 } @ttls;
-	ok(@ttls >= 20 && !@gone,
-		'restart: the lock outlives two lock_timeouts across the restart ('
-		  . scalar(@ttls) . ' looks, lowest PTTL ' . (sort { $a <=> $b } @ttls)[0] . ')');
+	my ($looks, $lowest) = watch_lock(6);
+	ok($looks >= 20 && $lowest > 0,
+		"restart: the lock outlives two lock_timeouts across the restart ($looks looks, lowest PTTL $lowest)");
 	open_gate($gate);
 	my $r = call_result($leader);
 	like($r->{out}, qr/^\d+$/, 'restart: the leader returns its rows');
